@@ -1,0 +1,84 @@
+"""The one public entry point: :func:`fetch`. The command line is a thin layer over it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .cancel import CancelToken
+from .engine import Engine
+from .errors import BadLine
+from .options import DEFAULT_USER_AGENT, OnExist, Options, parse_header, parse_on_exist
+from .progress import NullReporter, Reporter
+from .results import Report, Tally
+from .storage import make_dest
+from .urllist import ARGS_NAME, Entry, Item, parse_lines, unique
+
+
+def _items(urls: Iterable[str | Entry | BadLine]) -> Iterator[Item]:
+    """Strings are parsed like list lines (``"URL out=NAME"`` works); entries pass through."""
+    for index, url in enumerate(urls, 1):
+        if isinstance(url, str):
+            yield from parse_lines([url], ARGS_NAME, first_line=index)
+        else:
+            yield url
+
+
+def fetch(
+    urls: Iterable[str | Entry | BadLine],
+    *,
+    dest: str | Path = ".",
+    jobs: int = 8,
+    retries: int = 5,
+    retry_wait: float = 1.0,
+    timeout: float = 30.0,
+    on_exist: OnExist | str = OnExist.SKIP,
+    resume: bool = True,
+    content_disposition: bool = False,
+    headers: Iterable[str | tuple[str, str]] = (),
+    user_agent: str = DEFAULT_USER_AGENT,
+    insecure: bool = False,
+    ca_bundle: str | Path | None = None,
+    dry_run: bool = False,
+    reporter: Reporter | None = None,
+    cancel: CancelToken | None = None,
+    keep_results: bool = True,
+) -> Report:
+    """Download every URL into ``dest`` with ``jobs`` workers and return a :class:`Report`.
+
+    ``urls`` may be URL strings (list-line syntax, so ``"URL out=NAME"`` works),
+    :class:`Entry` values, or the items of :func:`downloader.urllist.iter_sources`;
+    it is consumed lazily. Keyword arguments mirror the command-line options.
+    A failed download is a result with ``status == "failed"``, never an exception;
+    bad arguments raise :class:`UsageError`. With ``keep_results=False`` only failed
+    results are kept in the report (for lists of millions of entries). On Ctrl-C the
+    running downloads stop, their ``.part`` files are kept, and the report says
+    ``interrupted``.
+    """
+    options = Options(
+        dest=Path(dest),
+        jobs=jobs,
+        retries=retries,
+        retry_wait=retry_wait,
+        timeout=timeout,
+        on_exist=parse_on_exist(on_exist),
+        resume=resume,
+        content_disposition=content_disposition,
+        headers=tuple(h if isinstance(h, tuple) else parse_header(h) for h in headers),
+        user_agent=user_agent,
+        insecure=insecure,
+        ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,
+        dry_run=dry_run,
+    )
+    reporter = reporter if reporter is not None else NullReporter()
+    tally = Tally(keep_results=keep_results)
+    started = time.monotonic()
+    if not dry_run:
+        make_dest(options.dest)
+    reporter.run_started(options.jobs)
+    engine = Engine(options, reporter, cancel or CancelToken(), tally)
+    interrupted = engine.run(unique(_items(urls)))
+    report = tally.report(time.monotonic() - started, interrupted)
+    reporter.run_finished(report)
+    return report

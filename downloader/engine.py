@@ -1,0 +1,165 @@
+"""The engine: names in list order, a bounded thread pool, one Session per worker thread.
+
+This is the only module that knows about threads. Items are read lazily; at
+most ``2 * jobs`` downloads are submitted and not yet finished, so a list of
+millions of lines never becomes millions of futures.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .cancel import CancelToken
+from .errors import BadLine
+from .naming import RelPath, display, name_from_url
+from .options import OnExist, Options
+from .progress import Reporter
+from .results import Result, Status, Tally
+from .transfer import Context, Job, download
+from .urllist import Entry, Item
+
+IN_FLIGHT_PER_JOB = 2
+CANCEL_GRACE = 1.5
+"""Seconds the engine waits for running transfers after an interrupt."""
+
+
+def make_session(options: Options) -> requests.Session:
+    """A Session for one worker thread: identity encoding, our headers, TLS settings."""
+    session = requests.Session()
+    session.headers["User-Agent"] = options.user_agent
+    session.headers["Accept-Encoding"] = "identity"
+    for name, value in options.headers:
+        session.headers[name] = value
+    session.verify = options.verify
+    session.max_redirects = 10
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def base_path(entry: Entry) -> RelPath:
+    """Where an entry goes before collisions: ``dir=`` then ``out=`` or the URL's name."""
+    o = entry.options
+    folder = tuple(o.dir.split("/")) if o.dir else ()
+    if o.out:
+        return (*folder, *o.out.split("/"))
+    return (*folder, name_from_url(entry.url))
+
+
+def bad_line_result(item: BadLine) -> Result:
+    return Result(
+        url=item.text, source=item.source, status=Status.FAILED, error=item.reason, bad_line=True
+    )
+
+
+class Engine:
+    """One run: reads items, decides names, runs downloads, records results."""
+
+    def __init__(
+        self, options: Options, reporter: Reporter, cancel: CancelToken, tally: Tally
+    ) -> None:
+        self.options = options
+        self.reporter = reporter
+        self.cancel = cancel
+        self.tally = tally
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._slots = iter(range(1 << 30))
+
+    # -- naming (submitting thread, list order) -------------------------------
+
+    def _taken_on_disk(self, rel: RelPath) -> bool:
+        return os.path.lexists(self.options.dest.joinpath(*rel))
+
+    def claim(self, rel: RelPath) -> RelPath:
+        taken = self._taken_on_disk if self.options.on_exist is OnExist.RENAME else None
+        return self.tally.claim(rel, taken)
+
+    def plan(self, entry: Entry) -> Job:
+        rel = base_path(entry)
+        if self.options.content_disposition and not entry.options.out:
+            return Job(entry=entry, rel=None, fallback=rel)
+        return Job(entry=entry, rel=self.claim(rel), fallback=rel)
+
+    # -- workers -----------------------------------------------------------------
+
+    def _worker_state(self) -> tuple[int, requests.Session]:
+        local = self._local
+        if not hasattr(local, "session"):
+            local.slot = next(self._slots)
+            local.session = make_session(self.options)
+            self._sessions.append(local.session)
+        return local.slot, local.session
+
+    def _work(self, job: Job) -> None:
+        slot, session = self._worker_state()
+        progress = self.reporter.transfer_started(slot)
+        ctx = Context(
+            options=self.options,
+            session=session,
+            cancel=self.cancel,
+            progress=progress,
+            claim=self.claim,
+            notify=self.reporter.message,
+        )
+        try:
+            result = download(job, ctx)
+        except Exception as exc:  # a bug must fail one entry, not the run
+            self.reporter.message("".join(traceback.format_exception(exc)).rstrip())
+            result = Result(
+                url=job.entry.url,
+                source=job.entry.source,
+                status=Status.FAILED,
+                error=f"internal error: {exc!r}",
+                options=job.entry.options,
+            )
+        finally:
+            self.reporter.transfer_ended(slot)
+        self.reporter.result(result, self.tally.record(result))
+
+    # -- the run -------------------------------------------------------------------
+
+    def run(self, items: Iterable[Item]) -> bool:
+        """Run every item; returns True if the run was interrupted."""
+        pool = ThreadPoolExecutor(max_workers=self.options.jobs, thread_name_prefix="pdl")
+        pending: set[Future[None]] = set()
+        limit = self.options.jobs * IN_FLIGHT_PER_JOB
+        try:
+            count = 0
+            for item in items:
+                if self.cancel.is_set():
+                    break
+                count += 1
+                if isinstance(item, BadLine):
+                    result = bad_line_result(item)
+                    self.reporter.result(result, self.tally.record(result))
+                    continue
+                job = self.plan(item)
+                if self.options.dry_run:
+                    path = display(job.rel or job.fallback, str(self.options.dest))
+                    self.reporter.planned(item.url, item.source, path)
+                    continue
+                while len(pending) >= limit:
+                    _done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                pending.add(pool.submit(self._work, job))
+            else:
+                self.reporter.list_read(count)
+            wait(pending)
+            return self.cancel.is_set()
+        except KeyboardInterrupt:
+            self.cancel.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait(pending, timeout=CANCEL_GRACE)
+            return True
+        finally:
+            pool.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
+            for session in self._sessions:
+                session.close()

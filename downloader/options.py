@@ -1,0 +1,156 @@
+"""Run and entry options as frozen values, and the pure parsers that build them."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .errors import UsageError
+
+ALGORITHMS: dict[str, str] = {
+    "sha-256": "sha256",
+    "sha-512": "sha512",
+    "sha-1": "sha1",
+    "md5": "md5",
+}
+"""Checksum names of the list format (aria2's) -> hashlib names."""
+
+MAX_JOBS = 256
+DEFAULT_USER_AGENT = f"pdl/{__version__}"
+
+
+class OnExist(enum.StrEnum):
+    """What to do when the target file already exists."""
+
+    SKIP = "skip"
+    OVERWRITE = "overwrite"
+    RENAME = "rename"
+
+
+@dataclass(frozen=True, slots=True)
+class Checksum:
+    """An expected digest: ``algorithm`` as in lists (``sha-256``), ``hexdigest`` lower-case."""
+
+    algorithm: str
+    hexdigest: str
+
+    def new_hasher(self) -> hashlib._Hash:
+        return hashlib.new(ALGORITHMS[self.algorithm])
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}={self.hexdigest}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryOptions:
+    """Per-URL options of a list entry (``out=``, ``dir=``, ``checksum=``)."""
+
+    out: str | None = None
+    dir: str | None = None
+    checksum: Checksum | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """Everything a run needs to know, validated once. Mirrors the ``fetch`` keywords."""
+
+    dest: Path = Path()
+    jobs: int = 8
+    retries: int = 5
+    retry_wait: float = 1.0
+    timeout: float = 30.0
+    on_exist: OnExist = OnExist.SKIP
+    resume: bool = True
+    content_disposition: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+    user_agent: str = DEFAULT_USER_AGENT
+    insecure: bool = False
+    ca_bundle: Path | None = None
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.jobs <= MAX_JOBS:
+            raise UsageError(f"jobs must be between 1 and {MAX_JOBS}, not {self.jobs}")
+        if self.retries < 0:
+            raise UsageError(f"retries must be 0 or more, not {self.retries}")
+        if not (math.isfinite(self.retry_wait) and self.retry_wait >= 0):
+            raise UsageError(f"retry_wait must be a number of seconds >= 0, not {self.retry_wait}")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise UsageError(f"timeout must be a number of seconds > 0, not {self.timeout}")
+        if self.insecure and self.ca_bundle is not None:
+            raise UsageError("insecure and ca_bundle cannot be used together")
+        object.__setattr__(self, "on_exist", parse_on_exist(self.on_exist))
+
+    @property
+    def verify(self) -> bool | str:
+        """The ``verify`` value for requests."""
+        if self.insecure:
+            return False
+        return str(self.ca_bundle) if self.ca_bundle is not None else True
+
+
+def parse_on_exist(value: OnExist | str) -> OnExist:
+    """``"rename"`` -> :attr:`OnExist.RENAME`; anything else than skip/overwrite/rename fails."""
+    try:
+        return OnExist(value)
+    except ValueError:
+        choices = ", ".join(OnExist)
+        raise UsageError(f"on_exist must be one of {choices}, not {value!r}") from None
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``"32M"`` -> 33554432. Units K, M, G, T are powers of 1024; a bare number is bytes."""
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise UsageError(f"not a size: {text!r} (use a number with an optional K, M, G or T)")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit.lower()])
+
+
+def parse_rate(text: str) -> int:
+    """``"500K"`` (bytes per second, optionally written ``500K/s``) -> 512000; must be > 0."""
+    rate = parse_size(text.removesuffix("/s"))
+    if rate <= 0:
+        raise UsageError(f"rate must be more than zero: {text!r}")
+    return rate
+
+
+_TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``"Name: value"`` -> ``("Name", "value")``; rejects bad names and line breaks."""
+    name, sep, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not _TOKEN_RE.match(name):
+        raise UsageError(f"not a header: {text!r} (use 'Name: value')")
+    if any(ch in value for ch in "\r\n\0"):
+        raise UsageError(f"header value may not contain line breaks: {text!r}")
+    return name, value
+
+
+_HEX_LENGTHS = {"sha-256": 64, "sha-512": 128, "sha-1": 40, "md5": 32}
+
+
+def parse_checksum(text: str) -> Checksum:
+    """``"sha-256=9f86d0..."`` -> :class:`Checksum`; the hex length must fit the algorithm."""
+    algorithm, sep, hexdigest = text.partition("=")
+    algorithm = algorithm.strip().lower()
+    hexdigest = hexdigest.strip().lower()
+    if not sep or algorithm not in ALGORITHMS:
+        names = ", ".join(ALGORITHMS)
+        raise UsageError(f"bad checksum {text!r}: use ALGO=HEX with ALGO one of {names}")
+    if len(hexdigest) != _HEX_LENGTHS[algorithm] or not re.fullmatch(r"[0-9a-f]+", hexdigest):
+        raise UsageError(
+            f"bad checksum {text!r}: {algorithm} needs {_HEX_LENGTHS[algorithm]} hex digits"
+        )
+    return Checksum(algorithm, hexdigest)

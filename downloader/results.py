@@ -1,0 +1,256 @@
+"""Outcomes: Status, Result and Report values, and the Tally, pdl's one shared mutable object."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import threading
+from array import array
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .naming import RelPath, numbered
+from .options import EntryOptions
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """How one entry of the list ended."""
+
+    url: str
+    source: str
+    status: Status
+    path: str | None = None
+    bytes: int = 0
+    elapsed: float = 0.0
+    attempts: int = 0
+    http_status: int | None = None
+    resumed_from: int = 0
+    error: str | None = None
+    options: EntryOptions = field(default_factory=EntryOptions, repr=False, compare=False)
+    bad_line: bool = field(default=False, repr=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object; credentials in the URL are redacted."""
+        return {
+            "url": redact(self.url),
+            "source": self.source,
+            "path": self.path,
+            "status": str(self.status),
+            "bytes": self.bytes,
+            "elapsed": round(self.elapsed, 6),
+            "attempts": self.attempts,
+            "http_status": self.http_status,
+            "resumed_from": self.resumed_from,
+            "error": redact_text(self.error, self.url) if self.error else None,
+        }
+
+
+def redact(url: str) -> str:
+    """``https://user:pass@host/x`` -> ``https://***@host/x``; other URLs unchanged."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+def redact_text(text: str, url: str) -> str:
+    """Redact ``url``'s credentials wherever they appear inside ``text``."""
+    redacted = redact(url)
+    if redacted == url:
+        return text
+    userinfo = urlsplit(url).netloc.rsplit("@", 1)[0]
+    return text.replace(url, redacted).replace(userinfo + "@", "***@")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Counts:
+    ok: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes: int = 0
+    resumed_bytes: int = 0
+    retries: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.skipped + self.failed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """What :func:`downloader.fetch` returns: every result kept, counts and timing."""
+
+    results: tuple[Result, ...]
+    counts: Counts
+    elapsed: float
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> list[Result]:
+        return [r for r in self.results if r.status is Status.OK]
+
+    @property
+    def skipped(self) -> list[Result]:
+        return [r for r in self.results if r.status is Status.SKIPPED]
+
+    @property
+    def failed(self) -> list[Result]:
+        return [r for r in self.results if r.status is Status.FAILED]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every entry ended ok or skipped, 1 when any failed, 130 if interrupted."""
+        if self.interrupted:
+            return 130
+        return 1 if self.counts.failed else 0
+
+
+class HashSet64:
+    """A compact set of 64-bit hashes (open addressing in an ``array``): 16 bytes an item.
+
+    Used for claimed paths and seen entries, so a list of millions of lines needs
+    tens of MB, not hundreds. Two different keys share a hash with odds of about
+    n^2 / 2^65 (3e-8 for a million keys).
+    """
+
+    def __init__(self) -> None:
+        self._slots = array("Q", bytes(8 * 1024))
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    @staticmethod
+    def hash(key: str) -> int:
+        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        return int.from_bytes(digest, "little") or 1
+
+    def _find(self, h: int) -> int:
+        slots = self._slots
+        mask = len(slots) - 1
+        i = h & mask
+        while slots[i] and slots[i] != h:
+            i = (i + 1) & mask
+        return i
+
+    def __contains__(self, key: str) -> bool:
+        return self._slots[self._find(self.hash(key))] != 0
+
+    def add(self, key: str) -> bool:
+        """Add ``key``; True if it was new."""
+        h = self.hash(key)
+        i = self._find(h)
+        if self._slots[i]:
+            return False
+        self._slots[i] = h
+        self._len += 1
+        if self._len * 2 > len(self._slots):
+            self._grow()
+        return True
+
+    def _grow(self) -> None:
+        old = self._slots
+        self._slots = array("Q", bytes(16 * len(old)))
+        for h in old:
+            if h:
+                self._slots[self._find(h)] = h
+
+
+def _path_key(rel: RelPath) -> str:
+    return "/".join(rel)
+
+
+class Tally:
+    """The one lock-protected shared object: counters, kept results and claimed paths.
+
+    Every method takes the lock; nothing else in pdl is shared between threads
+    and mutable.
+    """
+
+    def __init__(self, *, keep_results: bool = True) -> None:
+        self._lock = threading.Lock()
+        self._keep_all = keep_results
+        self._results: list[Result] = []
+        self._counts = Counts()
+        self._claimed = HashSet64()
+
+    def claim(self, rel: RelPath, taken: Callable[[RelPath], bool] | None = None) -> RelPath:
+        """Reserve ``rel`` for this run, or the first free ``name.N.ext`` after it.
+
+        ``taken`` adds a test of the world outside the run (``--on-exist rename``
+        asks whether the file exists on disk).
+        """
+        with self._lock:
+            n = 0
+            while True:
+                candidate = rel if n == 0 else (*rel[:-1], numbered(rel[-1], n))
+                key = _path_key(candidate)
+                if key not in self._claimed and (taken is None or not taken(candidate)):
+                    self._claimed.add(key)
+                    return candidate
+                n += 1
+
+    def record(self, result: Result) -> Counts:
+        """Count one finished entry and keep it (failures always; others when asked)."""
+        with self._lock:
+            c = self._counts
+            self._counts = Counts(
+                ok=c.ok + (result.status is Status.OK),
+                skipped=c.skipped + (result.status is Status.SKIPPED),
+                failed=c.failed + (result.status is Status.FAILED),
+                bytes=c.bytes + result.bytes,
+                resumed_bytes=c.resumed_bytes + result.resumed_from,
+                retries=c.retries + max(0, result.attempts - 1),
+            )
+            if self._keep_all or result.status is Status.FAILED:
+                self._results.append(result)
+            return self._counts
+
+    def counts(self) -> Counts:
+        with self._lock:
+            return self._counts
+
+    def report(self, elapsed: float, interrupted: bool = False) -> Report:
+        with self._lock:
+            return Report(
+                results=tuple(self._results),
+                counts=self._counts,
+                elapsed=elapsed,
+                interrupted=interrupted,
+            )
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def summary_lines(report: Report) -> Iterable[str]:
+    """The human summary printed on stderr at the end of a run."""
+    c = report.counts
+    rate = c.bytes / report.elapsed if report.elapsed > 0 else 0.0
+    head = "interrupted" if report.interrupted else "done"
+    yield (
+        f"pdl: {head}: {c.ok} ok, {c.skipped} skipped, {c.failed} failed; "
+        f"{format_bytes(c.bytes)} in {report.elapsed:.2f} s ({format_bytes(rate)}/s)"
+    )
+    if c.retries or c.resumed_bytes:
+        yield f"     {c.retries} retries, {format_bytes(c.resumed_bytes)} resumed"
+    for r in report.failed:
+        yield f"  failed  {redact(r.url)}  ({r.source}): {redact_text(r.error or '', r.url)}"

@@ -1,0 +1,214 @@
+"""The file side of a transfer: folders reached without following links, the ``.part``
+file, its resume record, and the atomic rename into place.
+
+All operations are relative to a directory file descriptor opened component by
+component with ``O_NOFOLLOW``, so neither a planted symbolic link nor a ``..``
+can send bytes outside the destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import LocalFileError, UsageError
+from .naming import PART_SUFFIX, RelPath
+
+RECORD_SUFFIX = ".pdl"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRecord:
+    """What validates a partial across attempts and runs (kept beside the ``.part``)."""
+
+    url_sha256: str
+    validator: str | None
+    length: int | None
+
+    @staticmethod
+    def url_hash(url: str) -> str:
+        return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def record_name(name: str) -> str:
+    """The resume record's file name: ``NAME.part.pdl``, or a hashed name if that is too long."""
+    plain = name + PART_SUFFIX + RECORD_SUFFIX
+    if len(plain.encode("utf-8")) <= 255:
+        return plain
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f".{digest}{PART_SUFFIX}{RECORD_SUFFIX}"
+
+
+def local_error(exc: OSError, what: str) -> LocalFileError:
+    reason = {
+        errno.ELOOP: "is a symbolic link (pdl never writes through links)",
+        errno.ENOTDIR: "a file is in the way of a folder",
+        errno.EISDIR: "is an existing folder",
+        errno.ENOSPC: "no space left on device",
+        errno.EACCES: "permission denied",
+        errno.EROFS: "read-only file system",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return LocalFileError(f"{what}: {reason}")
+
+
+class Folder:
+    """An open folder below the destination; file operations go through its descriptor."""
+
+    def __init__(self, fd: int, display: str) -> None:
+        self.fd = fd
+        self.display = display
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def kind(self, name: str) -> str | None:
+        """``"file"``, ``"dir"``, ``"link"``, ``"other"`` or None when nothing is there."""
+        try:
+            st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise local_error(exc, self._show(name)) from None
+        if stat.S_ISREG(st.st_mode):
+            return "file"
+        if stat.S_ISDIR(st.st_mode):
+            return "dir"
+        return "link" if stat.S_ISLNK(st.st_mode) else "other"
+
+    def size(self, name: str) -> int:
+        try:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_size
+        except FileNotFoundError:
+            return 0
+
+    def _show(self, name: str) -> str:
+        return f"{self.display}/{name}" if self.display not in ("", ".") else name
+
+    def open_read(self, name: str) -> int:
+        try:
+            return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        except OSError as exc:
+            raise local_error(exc, self._show(name)) from None
+
+    def open_part(self, name: str, keep: int) -> int:
+        """Open ``name.part`` for writing, truncated to ``keep`` bytes; a non-file is removed."""
+        part = name + PART_SUFFIX
+        if self.kind(part) not in (None, "file"):
+            self.remove(part)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(part, flags, 0o644, dir_fd=self.fd)
+            os.ftruncate(fd, keep)
+            os.lseek(fd, keep, os.SEEK_SET)
+        except OSError as exc:
+            raise local_error(exc, self._show(part)) from None
+        return fd
+
+    def remove(self, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=self.fd)
+        except (FileNotFoundError, IsADirectoryError):
+            return
+        except OSError as exc:
+            raise local_error(exc, self._show(name)) from None
+
+    def discard_partial(self, name: str) -> None:
+        self.remove(name + PART_SUFFIX)
+        self.remove(record_name(name))
+
+    def read_record(self, name: str) -> ResumeRecord | None:
+        try:
+            fd = os.open(record_name(name), os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd)
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                data = json.loads(handle.read(65536))
+            return ResumeRecord(
+                url_sha256=str(data["url_sha256"]),
+                validator=data["validator"] if isinstance(data["validator"], str) else None,
+                length=data["length"] if isinstance(data["length"], int) else None,
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write_record(self, name: str, record: ResumeRecord) -> None:
+        """Write the record beside the partial (via a temporary name and an atomic rename)."""
+        final = record_name(name)
+        tmp = final + ".tmp" if len(final.encode()) <= 251 else ".pdl-record.tmp"
+        data = json.dumps(asdict(record)).encode()
+        try:
+            self.remove(tmp)
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=self.fd
+            )
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except OSError as exc:
+            raise local_error(exc, self._show(final)) from None
+
+    def publish(self, name: str) -> None:
+        """Rename ``name.part`` to ``name`` atomically and drop the resume record."""
+        if self.kind(name) == "dir":
+            raise LocalFileError(f"{self._show(name)}: is an existing folder")
+        try:
+            os.replace(name + PART_SUFFIX, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except OSError as exc:
+            raise local_error(exc, self._show(name)) from None
+        self.remove(record_name(name))
+
+
+def make_dest(dest: Path) -> None:
+    """Create the destination folder (and parents) if missing."""
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = local_error(exc, str(dest))
+        raise UsageError(f"cannot create the destination folder: {reason}") from None
+
+
+@contextlib.contextmanager
+def open_folder(dest: Path, parts: RelPath, display: str) -> Iterator[Folder]:
+    """Open ``dest/parts...`` creating missing folders, never following a link below ``dest``."""
+    try:
+        fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise local_error(exc, str(dest)) from None
+    shown = display
+    try:
+        for part in parts:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise local_error(exc, f"{shown}/{part}") from None
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                        exc.errno = errno.ELOOP
+                raise local_error(exc, f"{shown}/{part}") from None
+            os.close(fd)
+            fd = child
+            shown = f"{shown}/{part}"
+    except BaseException:
+        os.close(fd)
+        raise
+    folder = Folder(fd, shown)
+    try:
+        yield folder
+    finally:
+        folder.close()

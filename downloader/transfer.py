@@ -1,0 +1,440 @@
+"""One entry -> one file: request, validated resume, stream to ``.part``, verify, rename.
+
+This is the only module that talks HTTP. It translates ``requests``/``urllib3``
+and ``OSError`` failures into :mod:`downloader.errors` in one place
+(:func:`_translated`), and returns every outcome as a :class:`Result`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import requests
+import urllib3.exceptions
+
+from .cancel import CancelToken
+from .errors import (
+    Cancelled,
+    ChecksumMismatch,
+    ConnectionFailed,
+    HTTPStatusError,
+    LocalFileError,
+    RangeMismatch,
+    ShortBody,
+    TransferError,
+)
+from .naming import RelPath, display, name_from_content_disposition, with_name
+from .options import OnExist, Options
+from .progress import TransferProgress
+from .results import Result, Status
+from .retry import RetryPolicy, RetryState, parse_retry_after
+from .storage import Folder, ResumeRecord, local_error, open_folder
+from .urllist import Entry
+
+CHUNK_SIZE = 256 * 1024
+HASH_BLOCK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One download to do: the entry and its relative path (None: from Content-Disposition)."""
+
+    entry: Entry
+    rel: RelPath | None
+    fallback: RelPath
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """The collaborators of a transfer, owned by the worker thread that runs it."""
+
+    options: Options
+    session: requests.Session
+    cancel: CancelToken
+    progress: TransferProgress
+    claim: Callable[[RelPath], RelPath]
+    notify: Callable[[str], None]
+
+
+class ContentRange(NamedTuple):
+    start: int | None
+    end: int | None
+    total: int | None
+
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
+
+
+def parse_content_range(value: str | None) -> ContentRange | None:
+    """``"bytes 100-199/1000"`` -> (100, 199, 1000); ``"bytes */1000"`` -> (None, None, 1000)."""
+    if not value:
+        return None
+    match = _CONTENT_RANGE.match(value)
+    if not match:
+        return None
+    start, end, total = match.groups()
+    parsed = ContentRange(
+        int(start) if start else None,
+        int(end) if end else None,
+        int(total) if total != "*" else None,
+    )
+    if parsed.start is not None and parsed.end is not None and parsed.end < parsed.start:
+        return None
+    return parsed
+
+
+def validator_of(headers: requests.structures.CaseInsensitiveDict[str]) -> str | None:
+    """The strong validator for ``If-Range``: a strong ETag, else Last-Modified."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
+@contextlib.contextmanager
+def _translated(where: Callable[[], str]) -> Iterator[None]:
+    """Turn library and OS exceptions into :class:`TransferError` (the one place it happens).
+
+    ``where`` tells, when called at failure time, how far the transfer had got.
+    """
+    try:
+        yield
+    except TransferError:
+        raise
+    except requests.exceptions.SSLError as exc:
+        raise TransferError(f"TLS error: {_short(exc)}", retryable=False) from None
+    except requests.exceptions.TooManyRedirects:
+        raise TransferError("too many redirects (more than 10)", retryable=False) from None
+    except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
+        raise TransferError(f"redirect to a URL pdl cannot fetch: {_short(exc)}") from None
+    except requests.exceptions.InvalidURL as exc:
+        raise TransferError(f"invalid URL: {_short(exc)}") from None
+    except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
+        raise ConnectionFailed(f"timed out {where()}") from None
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ConnectionFailed(f"{_short(exc)} ({where()})") from None
+
+
+def _short(exc: BaseException) -> str:
+    """The innermost reason of a requests/urllib3 error, without pool and errno noise."""
+    reason: BaseException = exc
+    for _ in range(8):
+        inner = getattr(reason, "reason", None)
+        if not isinstance(inner, BaseException) and reason.args:
+            inner = reason.args[0]
+        if not isinstance(inner, BaseException) or inner is reason:
+            break
+        reason = inner
+    text = str(reason)
+    text = re.sub(r"^<?[\w.]*Connection(?:Pool)?\b[^:]*?: ", "", text)
+    text = re.sub(r"\[Errno -?\d+\] ", "", text)
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+class _Plan(NamedTuple):
+    offset: int
+    record: ResumeRecord | None
+
+
+class _Download:
+    """The state of one download across its attempts; owned by one worker thread."""
+
+    def __init__(self, job: Job, ctx: Context) -> None:
+        self.job = job
+        self.ctx = ctx
+        self.url = job.entry.url
+        self.rel = job.rel
+        self.checked_existing = False
+        self.http_status: int | None = None
+        self.resumed_from = 0
+        self.received = 0
+        self.final_size = 0
+
+    # -- the attempt loop -------------------------------------------------
+
+    def run(self) -> Result:
+        started = time.monotonic()
+        o = self.ctx.options
+        state = RetryState(policy=RetryPolicy(retries=o.retries, wait=o.retry_wait))
+        while True:
+            if self.ctx.cancel.is_set():
+                return self._result(Status.FAILED, state, started, Cancelled("interrupted"))
+            try:
+                status = self._attempt()
+            except TransferError as exc:
+                err = Cancelled("interrupted") if self.ctx.cancel.is_set() else exc
+                state = state.increment(err)
+                if state.exhausted:
+                    return self._result(Status.FAILED, state, started, err)
+                delay = state.delay()
+                self.ctx.notify(
+                    f"retry {state.attempts}/{o.retries} in {delay:.1f} s: {self.url}: {err}"
+                )
+                if self.ctx.cancel.wait(delay):
+                    return self._result(Status.FAILED, state, started, Cancelled("interrupted"))
+                continue
+            made = state.attempts + (1 if self.http_status is not None else 0)
+            return self._result(status, state, started, None, attempts=made)
+
+    def _result(
+        self,
+        status: Status,
+        state: RetryState,
+        started: float,
+        error: TransferError | None,
+        attempts: int | None = None,
+    ) -> Result:
+        path = display(self.rel, str(self.ctx.options.dest)) if self.rel else None
+        return Result(
+            url=self.url,
+            source=self.job.entry.source,
+            status=status,
+            path=path,
+            bytes=self.received if status is not Status.SKIPPED else 0,
+            elapsed=time.monotonic() - started,
+            attempts=state.attempts if attempts is None else attempts,
+            http_status=self.http_status,
+            resumed_from=self.resumed_from,
+            error=str(error) if error else None,
+            options=self.job.entry.options,
+        )
+
+    def _attempt(self) -> Status:
+        if self.rel is None:
+            with contextlib.closing(self._request({})) as resp:
+                self.rel = self._name_from(resp)
+                with self._folder() as folder:
+                    if self._skip_existing(folder):
+                        return Status.SKIPPED
+                    plan = self._plan(folder)
+                    if plan.offset == 0:
+                        self._receive(folder, resp, plan)
+                        return Status.OK
+            # a resumable partial of that name exists: continue it with a ranged request
+        with self._folder() as folder:
+            if self._skip_existing(folder):
+                return Status.SKIPPED
+            plan = self._plan(folder)
+            headers = {}
+            if plan.offset and plan.record and plan.record.validator:
+                headers = {"Range": f"bytes={plan.offset}-", "If-Range": plan.record.validator}
+            with contextlib.closing(self._request(headers, ranged=bool(headers))) as resp:
+                self._receive(folder, resp, plan)
+        return Status.OK
+
+    # -- naming and the existing file --------------------------------------
+
+    def _folder(self) -> contextlib.AbstractContextManager[Folder]:
+        assert self.rel is not None
+        dest = self.ctx.options.dest
+        return open_folder(dest, self.rel[:-1], str(dest))
+
+    def _name_from(self, resp: requests.Response) -> RelPath:
+        header = resp.headers.get("Content-Disposition")
+        name = name_from_content_disposition(header) if header else None
+        rel = with_name(self.job.fallback, name) if name else self.job.fallback
+        return self.ctx.claim(rel)
+
+    def _skip_existing(self, folder: Folder) -> bool:
+        """True when ``--on-exist skip`` finds a usable file at the final name (checked once)."""
+        if self.checked_existing:
+            return False
+        self.checked_existing = True
+        assert self.rel is not None
+        name = self.rel[-1]
+        kind = folder.kind(name)
+        if kind is None or self.ctx.options.on_exist is not OnExist.SKIP:
+            return False
+        if kind == "dir":
+            raise LocalFileError(f"{display(self.rel, str(self.ctx.options.dest))}: is a folder")
+        checksum = self.job.entry.options.checksum
+        if checksum is None or kind != "file":
+            return True
+        hasher = checksum.new_hasher()
+        fd = folder.open_read(name)
+        with os.fdopen(fd, "rb") as handle:
+            while block := handle.read(HASH_BLOCK):
+                hasher.update(block)
+        if hasher.hexdigest() == checksum.hexdigest:
+            return True
+        self.ctx.notify(f"existing file does not match its checksum, downloading again: {name}")
+        return False
+
+    # -- resume -------------------------------------------------------------
+
+    def _plan(self, folder: Folder) -> _Plan:
+        """How much of an existing ``.part`` may be kept: only what a record vouches for."""
+        assert self.rel is not None
+        name = self.rel[-1]
+        kind = folder.kind(name + ".part")
+        if kind is None:
+            return _Plan(0, None)
+        size = folder.size(name + ".part") if kind == "file" else 0
+        record = folder.read_record(name)
+        usable = (
+            self.ctx.options.resume
+            and size > 0
+            and record is not None
+            and record.url_sha256 == ResumeRecord.url_hash(self.url)
+            and record.validator is not None
+            and (record.length is None or size <= record.length)
+        )
+        if usable and record is not None:
+            return _Plan(size, record)
+        if size and self.ctx.options.resume:
+            self.ctx.notify(f"not resuming {name}.part: no matching resume record; starting over")
+        folder.discard_partial(name)
+        return _Plan(0, None)
+
+    # -- HTTP ---------------------------------------------------------------
+
+    def _request(self, headers: dict[str, str], *, ranged: bool = False) -> requests.Response:
+        timeout = self.ctx.options.timeout
+        with _translated(lambda: "while connecting"):
+            resp = self.ctx.session.get(
+                self.url, headers=headers, stream=True, timeout=(timeout, timeout)
+            )
+        self.http_status = resp.status_code
+        if resp.status_code >= 400 and not (ranged and resp.status_code == 416):
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            resp.close()
+            raise HTTPStatusError(resp.status_code, resp.reason or "", retry_after)
+        return resp
+
+    def _receive(self, folder: Folder, resp: requests.Response, plan: _Plan) -> None:
+        assert self.rel is not None
+        name = self.rel[-1]
+        offset, total = self._check_response(folder, resp, plan)
+        big = total is None or total > offset + CHUNK_SIZE
+        if offset == 0 and resp.status_code != 416 and big:
+            # Small bodies arrive in one read: a record would only cost syscalls.
+            record = ResumeRecord(
+                ResumeRecord.url_hash(self.url), validator_of(resp.headers), total
+            )
+            folder.write_record(name, record)
+        fd = folder.open_part(name, offset)
+        try:
+            hasher = self._seeded_hasher(folder, name, offset)
+            size = offset
+            if resp.status_code != 416:
+                size += self._stream(resp, fd, hasher, offset, total)
+        finally:
+            os.close(fd)
+        if total is not None and size != total:
+            raise ShortBody(f"got {size} of {total} bytes; will resume")
+        checksum = self.job.entry.options.checksum
+        if checksum is not None and hasher is not None:
+            actual = hasher.hexdigest()
+            if actual != checksum.hexdigest:
+                folder.discard_partial(name)
+                raise ChecksumMismatch(
+                    f"{checksum.algorithm} mismatch: expected {checksum.hexdigest}, got {actual}"
+                )
+        folder.publish(name)
+        self.final_size = size
+
+    def _check_response(
+        self, folder: Folder, resp: requests.Response, plan: _Plan
+    ) -> tuple[int, int | None]:
+        """The offset the body starts at and the full size, or RangeMismatch (partial dropped)."""
+        assert self.rel is not None
+        name = self.rel[-1]
+        record = plan.record
+        if plan.offset and resp.status_code in (206, 416):
+            cr = parse_content_range(resp.headers.get("Content-Range"))
+            expected = record.length if record else None
+            if resp.status_code == 416:
+                if cr and cr.total == plan.offset and expected in (None, plan.offset):
+                    return plan.offset, plan.offset
+                problem = "server refused the range"
+            elif cr is None or cr.start != plan.offset:
+                problem = f"Content-Range {resp.headers.get('Content-Range')!r} does not continue"
+            elif expected is not None and cr.total not in (None, expected):
+                problem = f"size changed from {expected} to {cr.total}"
+            elif self._etag_changed(resp, record):
+                problem = "ETag changed"
+            else:
+                self.resumed_from = plan.offset
+                self.ctx.notify(f"resuming {name} from byte {plan.offset}")
+                return plan.offset, cr.total
+            folder.discard_partial(name)
+            raise RangeMismatch(f"cannot resume {name}: {problem}; starting over")
+        if resp.status_code == 206 or resp.status_code == 416:
+            folder.discard_partial(name)
+            raise RangeMismatch(f"unexpected HTTP {resp.status_code} to a plain request")
+        if plan.offset:
+            self.ctx.notify(f"server sent the whole file again; restarting {name}")
+            folder.discard_partial(name)
+        length = resp.headers.get("Content-Length")
+        total = int(length) if length and length.strip().isdigit() else None
+        return 0, total
+
+    @staticmethod
+    def _etag_changed(resp: requests.Response, record: ResumeRecord | None) -> bool:
+        etag = resp.headers.get("ETag")
+        if not (record and record.validator and etag):
+            return False
+        return record.validator.startswith('"') and etag != record.validator
+
+    def _seeded_hasher(self, folder: Folder, name: str, offset: int) -> hashlib._Hash | None:
+        checksum = self.job.entry.options.checksum
+        if checksum is None:
+            return None
+        hasher = checksum.new_hasher()
+        if offset:
+            fd = folder.open_read(name + ".part")
+            with os.fdopen(fd, "rb") as handle:
+                left = offset
+                while left and (block := handle.read(min(HASH_BLOCK, left))):
+                    hasher.update(block)
+                    left -= len(block)
+        return hasher
+
+    def _stream(
+        self,
+        resp: requests.Response,
+        fd: int,
+        hasher: hashlib._Hash | None,
+        offset: int,
+        total: int | None,
+    ) -> int:
+        """Copy the body to ``fd``; returns the bytes written."""
+        progress = self.ctx.progress
+        progress.begin(self.rel[-1] if self.rel else "", total, offset)
+        cancel = self.ctx.cancel
+        update = hasher.update if hasher is not None else None
+        raw = resp.raw
+        written = 0
+        with cancel.watching(raw), _translated(lambda: f"after {offset + written} bytes"):
+            while chunk := raw.read1(CHUNK_SIZE, decode_content=False):
+                if cancel.is_set():
+                    raise Cancelled("interrupted")
+                view = memoryview(chunk)
+                while view:
+                    try:
+                        n = os.write(fd, view)
+                    except OSError as exc:
+                        raise local_error(
+                            exc, f"writing {self.rel[-1] if self.rel else ''}"
+                        ) from None
+                    view = view[n:]
+                if update is not None:
+                    update(chunk)
+                written += len(chunk)
+                self.received += len(chunk)
+                progress.update(len(chunk))
+        if cancel.is_set():
+            raise Cancelled("interrupted")
+        return written
+
+
+def download(job: Job, ctx: Context) -> Result:
+    """Run every attempt of one download and return how it ended (never raises TransferError)."""
+    return _Download(job, ctx).run()

@@ -1,0 +1,200 @@
+"""URL lists: lazy parsing of the aria2 input-file form into entries and bad lines."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from .errors import BadLine, UsageError
+from .naming import check_relative
+from .options import Checksum, EntryOptions, parse_checksum
+from .results import HashSet64
+
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+ARGS_NAME = "<args>"
+OPTION_NAMES = ("out", "dir", "checksum")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """One download asked for: a URL, its options, and where it was listed (``FILE:LINE``)."""
+
+    url: str
+    options: EntryOptions = field(default_factory=EntryOptions)
+    source: str = ""
+
+    @property
+    def key(self) -> str:
+        """Identity for de-duplication: the same URL with the same options."""
+        o = self.options
+        return "\x00".join((self.url, o.out or "", o.dir or "", str(o.checksum or "")))
+
+
+Item = Entry | BadLine
+
+
+def is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))
+
+
+def check_url(url: str) -> str | None:
+    """Why ``url`` cannot be downloaded, or None if it can."""
+    if any(unicodedata.category(ch) == "Cc" or ch.isspace() for ch in url):
+        return "URL contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError as exc:
+        return f"malformed URL ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = parts.scheme or "none"
+        return f"unsupported scheme {scheme!r} (only http and https)"
+    if not parts.hostname:
+        return "URL has no host"
+    return None
+
+
+def _parse_option(token: str, into: dict[str, str], source: str) -> None:
+    key, sep, value = token.partition("=")
+    if not sep or key not in OPTION_NAMES:
+        hint = " (a URL cannot contain spaces: write them as %20)" if not sep else ""
+        raise BadLine(source, f"unknown option {token!r}{hint}")
+    if not value:
+        raise BadLine(source, f"option {key}= has no value")
+    if key in into:
+        raise BadLine(source, f"option {key}= given twice")
+    into[key] = value
+
+
+def _build(url: str, raw: dict[str, str], source: str) -> Entry:
+    out = dir_ = None
+    checksum: Checksum | None = None
+    try:
+        if "out" in raw:
+            parts = check_relative(raw["out"], "out")
+            if not parts:
+                raise ValueError(f"out has no file name: {raw['out']!r}")
+            out = "/".join(parts)
+        if "dir" in raw:
+            dir_ = "/".join(check_relative(raw["dir"], "dir")) or None
+        if "checksum" in raw:
+            checksum = parse_checksum(raw["checksum"])
+    except (ValueError, UsageError) as exc:
+        raise BadLine(source, str(exc)) from None
+    return Entry(url=url, options=EntryOptions(out=out, dir=dir_, checksum=checksum), source=source)
+
+
+def _tokens(text: str) -> list[str]:
+    """Whitespace-separated tokens; a token starting with ``#`` starts a comment."""
+    tokens = []
+    for token in text.split():
+        if token.startswith("#"):
+            break
+        tokens.append(token)
+    return tokens
+
+
+class _Pending:
+    """An entry line whose continuation lines may still follow."""
+
+    def __init__(
+        self, url: str, source: str, tokens: list[str], error: BadLine | None = None
+    ) -> None:
+        self.url = url
+        self.source = source
+        self.raw: dict[str, str] = {}
+        self.error = error
+        self.add(tokens, source)
+
+    def add(self, tokens: list[str], source: str) -> None:
+        for token in tokens:
+            if self.error is None:
+                try:
+                    _parse_option(token, self.raw, source)
+                except BadLine as exc:
+                    self.error = exc
+
+    def finish(self) -> Item:
+        if self.error is not None:
+            self.error.text = self.error.text or self.url
+            return self.error
+        try:
+            return _build(self.url, self.raw, self.source)
+        except BadLine as exc:
+            return exc
+
+
+def parse_lines(lines: Iterable[bytes | str], name: str, first_line: int = 1) -> Iterator[Item]:
+    """Entries and bad lines of one list, lazily, in order. ``name`` is used in ``FILE:LINE``."""
+    pending: _Pending | None = None
+    for number, raw in enumerate(lines, first_line):
+        source = f"{name}:{number}"
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            if pending is not None:
+                yield pending.finish()
+                pending = None
+            yield BadLine(source, "line is not valid UTF-8")
+            continue
+        if number == first_line:
+            text = text.removeprefix("\ufeff")
+        text = text.rstrip("\r\n")
+        stripped = text.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if text[0].isspace():
+            if pending is None:
+                yield BadLine(source, "option line without a URL line before it", stripped)
+            else:
+                pending.add(_tokens(stripped), source)
+            continue
+        if pending is not None:
+            yield pending.finish()
+            pending = None
+        pending = _start(stripped, source)
+    if pending is not None:
+        yield pending.finish()
+
+
+def _start(text: str, source: str) -> _Pending:
+    """A new entry; a bad URL still collects its continuation lines, then fails once."""
+    if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in text):
+        return _Pending(text, source, [], BadLine(source, "URL contains control characters", text))
+    tokens = _tokens(text)
+    url = tokens[0]
+    problem = check_url(url)
+    error = BadLine(source, problem, url) if problem else None
+    return _Pending(url, source, tokens[1:], error)
+
+
+def _read_lines(stream: BinaryIO) -> Iterator[bytes]:
+    while line := stream.readline():
+        yield line
+
+
+def iter_sources(sources: Iterable[str], stdin: BinaryIO | None = None) -> Iterator[Item]:
+    """Items of every source in order: a list file, ``-`` (standard input) or a direct URL."""
+    for index, source in enumerate(sources, 1):
+        if source == STDIN:
+            if stdin is None:
+                raise UsageError("'-' given but there is no standard input")
+            yield from parse_lines(_read_lines(stdin), STDIN_NAME)
+        elif "://" in source:
+            yield from parse_lines([source], ARGS_NAME, first_line=index)
+        else:
+            with Path(source).open("rb") as handle:
+                yield from parse_lines(_read_lines(handle), source)
+
+
+def unique(items: Iterable[Item]) -> Iterator[Item]:
+    """Drop exact repeats (the same URL with the same options); bad lines all pass."""
+    seen = HashSet64()
+    for item in items:
+        if isinstance(item, BadLine) or seen.add(item.key):
+            yield item

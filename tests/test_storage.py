@@ -1,0 +1,149 @@
+"""Where bytes land: --on-exist, links, folders in the way, nothing outside --dir."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from downloader import Report, Status, fetch
+from downloader.errors import LocalFileError
+from downloader.storage import open_folder, record_name
+from tests.server import FaultServer
+
+
+def run(urls: list[str], dest: Path, **kwargs: object) -> Report:
+    return fetch(urls, dest=dest, retry_wait=0.0, timeout=5.0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_skip_existing_makes_no_request(server: FaultServer, dest: Path) -> None:
+    server.add("/a.txt", b"new")
+    (dest / "a.txt").write_bytes(b"old")
+    report = run([server.url("/a.txt")], dest)
+    assert [r.status for r in report.results] == [Status.SKIPPED]
+    assert report.results[0].attempts == 0 and report.results[0].path == str(dest / "a.txt")
+    assert server.requests == []
+    assert (dest / "a.txt").read_bytes() == b"old"
+
+
+def test_skip_existing_with_wrong_checksum_downloads_again(server: FaultServer, dest: Path) -> None:
+    server.add("/a.txt", b"new")
+    (dest / "a.txt").write_bytes(b"old")
+    good = f"{server.url('/a.txt')} checksum=sha-256={hashlib.sha256(b'new').hexdigest()}"
+    assert [r.status for r in run([good], dest).results] == [Status.OK]
+    assert (dest / "a.txt").read_bytes() == b"new"
+    # now it matches: skipped without a request
+    requests_before = len(server.requests)
+    assert [r.status for r in run([good], dest).results] == [Status.SKIPPED]
+    assert len(server.requests) == requests_before
+
+
+def test_overwrite_replaces(server: FaultServer, dest: Path) -> None:
+    server.add("/a.txt", b"new")
+    (dest / "a.txt").write_bytes(b"old")
+    assert run([server.url("/a.txt")], dest, on_exist="overwrite").counts.ok == 1
+    assert (dest / "a.txt").read_bytes() == b"new"
+
+
+def test_rename_takes_the_next_free_name(server: FaultServer, dest: Path) -> None:
+    server.add("/a.tar.gz", b"new")
+    (dest / "a.tar.gz").write_bytes(b"old")
+    (dest / "a.tar.1.gz").write_bytes(b"older")
+    report = run([server.url("/a.tar.gz")], dest, on_exist="rename")
+    assert report.results[0].path == str(dest / "a.tar.2.gz")
+    assert (dest / "a.tar.2.gz").read_bytes() == b"new"
+    assert (dest / "a.tar.gz").read_bytes() == b"old"
+
+
+def test_same_name_in_one_run_is_numbered_in_list_order(server: FaultServer, dest: Path) -> None:
+    for folder in ("x", "y", "z"):
+        server.add(f"/{folder}/f.txt", folder.encode())
+    urls = [server.url(f"/{folder}/f.txt") for folder in ("x", "y", "z")]
+    report = run(urls, dest, jobs=3)
+    assert {r.url: r.path for r in report.results} == {
+        urls[0]: str(dest / "f.txt"),
+        urls[1]: str(dest / "f.1.txt"),
+        urls[2]: str(dest / "f.2.txt"),
+    }
+    assert (dest / "f.2.txt").read_bytes() == b"z"
+    # a re-run gives the same names, and skips them all
+    again = run(urls, dest, jobs=3)
+    assert {r.url: r.path for r in again.results} == {r.url: r.path for r in report.results}
+    assert again.counts.skipped == 3
+
+
+def test_out_and_dir_create_sub_folders(server: FaultServer, dest: Path) -> None:
+    server.add("/a.bin", b"a")
+    line = f"{server.url('/a.bin')} dir=mirror out=images/c.iso"
+    assert run([line], dest).counts.ok == 1
+    assert (dest / "mirror" / "images" / "c.iso").read_bytes() == b"a"
+
+
+def test_link_in_the_path_is_never_followed(
+    server: FaultServer, dest: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (dest / "sub").symlink_to(outside)
+    server.add("/a.bin", b"a")
+    result = run([f"{server.url('/a.bin')} out=sub/a.bin"], dest).results[0]
+    assert result.status is Status.FAILED and "symbolic link" in (result.error or "")
+    assert os.listdir(outside) == []
+
+
+def test_link_at_the_part_is_replaced_not_followed(
+    server: FaultServer, dest: Path, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    (dest / "a.bin.part").symlink_to(victim)
+    server.add("/a.bin", b"downloaded")
+    assert run([server.url("/a.bin")], dest).counts.ok == 1
+    assert victim.read_bytes() == b"precious"
+    assert (dest / "a.bin").read_bytes() == b"downloaded"
+
+
+def test_link_at_the_target_is_replaced_with_overwrite(
+    server: FaultServer, dest: Path, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    (dest / "a.bin").symlink_to(victim)
+    server.add("/a.bin", b"downloaded")
+    assert run([server.url("/a.bin")], dest, on_exist="overwrite").counts.ok == 1
+    assert victim.read_bytes() == b"precious"
+    assert not (dest / "a.bin").is_symlink()
+    assert (dest / "a.bin").read_bytes() == b"downloaded"
+
+
+def test_folder_at_the_target_fails_that_entry_only(server: FaultServer, dest: Path) -> None:
+    (dest / "a.bin").mkdir()
+    server.add("/a.bin", b"a")
+    server.add("/b.bin", b"b")
+    report = run([server.url("/a.bin"), server.url("/b.bin")], dest, on_exist="overwrite")
+    failed = report.failed
+    assert len(failed) == 1 and "folder" in (failed[0].error or "")
+    assert (dest / "b.bin").read_bytes() == b"b"
+    assert (dest / "a.bin").is_dir()
+
+
+def test_names_from_urls_stay_inside(server: FaultServer, dest: Path, tmp_path: Path) -> None:
+    server.add("/x/..%2F..%2Fescape.txt", b"x")
+    report = run([server.url("/x/..%2F..%2Fescape.txt")], dest)
+    assert report.counts.ok == 1
+    assert os.listdir(dest) == ["escape.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["dest"]
+
+
+def test_record_name_fits_long_names() -> None:
+    name = "n" * 250
+    assert len(record_name(name).encode()) <= 255
+    assert record_name("a.bin") == "a.bin.part.pdl"
+
+
+def test_open_folder_refuses_a_file_in_the_way(dest: Path) -> None:
+    (dest / "file").write_bytes(b"")
+    with pytest.raises(LocalFileError, match="in the way"), open_folder(dest, ("file",), "d"):
+        pass
