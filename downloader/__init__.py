@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .api import fetch
 from .errors import PdlError, UsageError
 from .options import Checksum, EntryOptions, OnExist, Options
 from .results import Report, Result, Status
 from .urllist import Entry
+from .version import __version__
 
 __all__ = [
     "Checksum",

@@ -13,13 +13,13 @@ from typing import Any, BinaryIO
 
 import click
 
-from . import __version__
 from .api import fetch as api_fetch
 from .errors import UsageError
 from .options import DEFAULT_USER_AGENT, MAX_JOBS, OnExist, parse_header
 from .progress import Reporter, ResultWriter, StderrReporter, combine
 from .results import Report, summary_lines
 from .urllist import STDIN, Item, iter_sources
+from .version import __version__
 
 EXIT_SIGTERM = 143
 EXIT_SIGINT = 130

@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
 from .errors import UsageError
+from .version import __version__
 
 ALGORITHMS: dict[str, str] = {
     "sha-256": "sha256",

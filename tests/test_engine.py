@@ -1,0 +1,144 @@
+"""The engine against a real server: concurrency, bounded submission, streaming, cancel."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from downloader import Status, fetch
+from downloader.cancel import CancelToken
+from downloader.engine import IN_FLIGHT_PER_JOB
+from tests.conftest import RecordingReporter
+from tests.server import Fault, FaultServer, wait_until
+
+
+def test_runs_jobs_downloads_at_once_and_no_more(
+    server: FaultServer, dest: Path, recorder: RecordingReporter
+) -> None:
+    for i in range(8):
+        server.add(f"/f{i}", b"x" * 1000, faults=[Fault.stall(10)] if i < 4 else [])
+    urls = [server.url(f"/f{i}") for i in range(8)]
+    outcome: dict[str, object] = {}
+
+    def go() -> None:
+        outcome["report"] = fetch(urls, dest=dest, jobs=4, retry_wait=0, reporter=recorder)
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    try:
+        wait_until(lambda: server.stalled_count() == 4, message="4 transfers busy")
+        assert len(server.requests) == 4  # the 5th waits for a free worker
+    finally:
+        server.release_stalls()
+        thread.join(10)
+    report = outcome["report"]
+    assert report.counts.ok == 8  # type: ignore[attr-defined]
+    assert recorder.slots == {0, 1, 2, 3}
+
+
+def test_reuses_connections_per_worker(server: FaultServer, dest: Path) -> None:
+    for i in range(30):
+        server.add(f"/f{i}", b"y" * 5000)
+    report = fetch([server.url(f"/f{i}") for i in range(30)], dest=dest, jobs=3)
+    assert report.counts.ok == 30
+    assert server.connections_opened <= 3
+
+
+def test_list_is_consumed_lazily_with_bounded_submission(server: FaultServer, dest: Path) -> None:
+    jobs = 2
+    for i in range(50):
+        server.add(f"/f{i}", b"z", faults=[Fault.stall(0)] if i < jobs else [])
+    pulled = 0
+
+    def items() -> Iterator[str]:
+        nonlocal pulled
+        for i in range(50):
+            pulled += 1
+            yield server.url(f"/f{i}")
+
+    thread = threading.Thread(target=lambda: fetch(items(), dest=dest, jobs=jobs, retry_wait=0))
+    thread.start()
+    try:
+        wait_until(lambda: server.stalled_count() == jobs)
+        # downloads started before the list was read, and only a few entries wait in line
+        assert pulled <= jobs * IN_FLIGHT_PER_JOB + 1
+    finally:
+        server.release_stalls()
+        thread.join(20)
+    assert pulled == 50
+
+
+def test_downloads_start_before_the_list_ends(server: FaultServer, dest: Path) -> None:
+    server.add("/first", b"1")
+    server.add("/second", b"2")
+    first_seen = threading.Event()
+
+    def items() -> Iterator[str]:
+        yield server.url("/first")
+        yield server.url("/second")  # parsing needs one line of look-ahead at most
+        assert first_seen.wait(10), "the first download did not start while the list was open"
+        yield server.url("/second") + " out=again"
+
+    def watch() -> None:
+        wait_until(lambda: len(server.requests_for("/first")) == 1, timeout=10)
+        first_seen.set()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    report = fetch(items(), dest=dest, jobs=2)
+    watcher.join()
+    assert report.counts.ok == 3
+
+
+def test_bad_lines_and_duplicates(server: FaultServer, dest: Path) -> None:
+    server.add("/a", b"a")
+    urls = [server.url("/a"), "ftp://nope/x", server.url("/a"), server.url("/a") + " out=b"]
+    report = fetch(urls, dest=dest)
+    assert report.counts.ok == 2 and report.counts.failed == 1
+    assert len(server.requests_for("/a")) == 2  # the exact duplicate ran once
+    (bad,) = report.failed
+    assert bad.source == "<args>:2" and "unsupported scheme" in (bad.error or "")
+
+
+def test_dry_run_plans_names_and_downloads_nothing(
+    server: FaultServer, tmp_path: Path, recorder: RecordingReporter
+) -> None:
+    dest = tmp_path / "never-created"
+    urls = [server.url("/x/f.txt"), server.url("/y/f.txt"), server.url("/z") + " out=s/o.bin"]
+    report = fetch(urls, dest=dest, dry_run=True, reporter=recorder)
+    assert recorder.planned_paths == [
+        (urls[0], str(dest / "f.txt")),
+        (urls[1], str(dest / "f.1.txt")),
+        (server.url("/z"), str(dest / "s" / "o.bin")),
+    ]
+    assert server.requests == [] and not dest.exists()
+    assert report.exit_code == 0
+
+
+def test_cancel_stops_stalled_transfers_and_keeps_parts(server: FaultServer, dest: Path) -> None:
+    big = b"q" * (2 << 20)
+    for i in range(3):
+        server.add(f"/f{i}.bin", big, faults=[Fault.stall(512 * 1024)])
+    cancel = CancelToken()
+    outcome: dict[str, object] = {}
+
+    def go() -> None:
+        urls = [server.url(f"/f{i}.bin") for i in range(3)] + [server.url("/never")]
+        outcome["report"] = fetch(urls, dest=dest, jobs=3, timeout=60, cancel=cancel)
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    parts = [dest / f"f{i}.bin.part" for i in range(3)]
+    wait_until(lambda: all(p.exists() and p.stat().st_size == 512 * 1024 for p in parts))
+    cancel.cancel()
+    thread.join(5)  # stalled sockets are shut down: no waiting for the 60 s timeout
+    assert not thread.is_alive()
+    report = outcome["report"]
+    assert report.interrupted and report.exit_code == 130  # type: ignore[attr-defined]
+    assert all(r.status is Status.FAILED for r in report.results)  # type: ignore[attr-defined]
+    assert server.requests_for("/never") == []
+    for i in range(3):
+        assert not (dest / f"f{i}.bin").exists()
+        assert (dest / f"f{i}.bin.part").stat().st_size == 512 * 1024
+        assert (dest / f"f{i}.bin.part.pdl").exists()  # what resume needs stays beside it
