@@ -116,7 +116,7 @@ def name_from_content_disposition(header: str) -> str | None:
         raw = _fix_latin1(params["filename"])
     if raw is None:
         return None
-    name = last_component(raw).strip().lstrip(".").strip()
+    name = last_component(raw).lstrip(". \t").strip()
     if not name:
         return None
     return sanitize(name)
@@ -141,6 +141,8 @@ def numbered(name: str, n: int) -> str:
     if n == 0:
         return name
     stem, ext = split_ext(name)
+    if len(ext.encode("utf-8")) > 32:
+        stem, ext = name, ""
     suffix = f".{n}{ext}"
     room = MAX_NAME_BYTES - len(suffix.encode("utf-8"))
     stem = stem.encode("utf-8")[:room].decode("utf-8", "ignore")

@@ -82,6 +82,11 @@ class Options:
             raise UsageError(f"retry_wait must be a number of seconds >= 0, not {self.retry_wait}")
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             raise UsageError(f"timeout must be a number of seconds > 0, not {self.timeout}")
+        for name, value in self.headers:
+            if not _TOKEN_RE.match(name) or any(ch in value for ch in "\r\n\0"):
+                raise UsageError(f"not a header: {name!r}: {value!r}")
+        if any(ch in self.user_agent for ch in "\r\n\0"):
+            raise UsageError("user_agent may not contain line breaks")
         if self.insecure and self.ca_bundle is not None:
             raise UsageError("insecure and ca_bundle cannot be used together")
         object.__setattr__(self, "on_exist", parse_on_exist(self.on_exist))
@@ -110,10 +115,15 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 def parse_size(text: str) -> int:
     """``"32M"`` -> 33554432. Units K, M, G, T are powers of 1024; a bare number is bytes."""
     match = _SIZE_RE.match(text)
-    if not match:
-        raise UsageError(f"not a size: {text!r} (use a number with an optional K, M, G or T)")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.lower()])
+    try:
+        if not match:
+            raise ValueError(text)
+        number, unit = match.groups()
+        return int(float(number) * _UNITS[unit.lower()])
+    except (ValueError, OverflowError):
+        raise UsageError(
+            f"not a size: {text!r} (use a number with an optional K, M, G or T)"
+        ) from None
 
 
 def parse_rate(text: str) -> int:

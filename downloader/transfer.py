@@ -60,6 +60,7 @@ class Context:
     cancel: CancelToken
     progress: TransferProgress
     claim: Callable[[RelPath], RelPath]
+    proxies_for: Callable[[str], dict[str, str | None] | None]
     notify: Callable[[str], None]
 
 
@@ -299,7 +300,11 @@ class _Download:
         timeout = self.ctx.options.timeout
         with _translated(lambda: "while connecting"):
             resp = self.ctx.session.get(
-                self.url, headers=headers, stream=True, timeout=(timeout, timeout)
+                self.url,
+                headers=headers,
+                stream=True,
+                timeout=(timeout, timeout),
+                proxies=self.ctx.proxies_for(self.url),  # type: ignore[arg-type]  # None: direct
             )
         self.http_status = resp.status_code
         if resp.status_code >= 400 and not (ranged and resp.status_code == 416):

@@ -59,7 +59,18 @@ def check_url(url: str) -> str | None:
     return None
 
 
-def _parse_option(token: str, into: dict[str, str], source: str) -> None:
+def _parse_value(key: str, value: str) -> object:
+    """The checked value of one option; ValueError/UsageError says why it is bad."""
+    if key == "checksum":
+        return parse_checksum(value)
+    parts = check_relative(value, key)
+    if key == "out" and not parts:
+        raise ValueError(f"out has no file name: {value!r}")
+    return "/".join(parts) or None
+
+
+def _parse_option(token: str, into: dict[str, object], source: str) -> None:
+    """Check one ``key=value`` token (reported at its own line) and store its value."""
     key, sep, value = token.partition("=")
     if not sep or key not in OPTION_NAMES:
         hint = " (a URL cannot contain spaces: write them as %20)" if not sep else ""
@@ -68,24 +79,17 @@ def _parse_option(token: str, into: dict[str, str], source: str) -> None:
         raise BadLine(source, f"option {key}= has no value")
     if key in into:
         raise BadLine(source, f"option {key}= given twice")
-    into[key] = value
-
-
-def _build(url: str, raw: dict[str, str], source: str) -> Entry:
-    out = dir_ = None
-    checksum: Checksum | None = None
     try:
-        if "out" in raw:
-            parts = check_relative(raw["out"], "out")
-            if not parts:
-                raise ValueError(f"out has no file name: {raw['out']!r}")
-            out = "/".join(parts)
-        if "dir" in raw:
-            dir_ = "/".join(check_relative(raw["dir"], "dir")) or None
-        if "checksum" in raw:
-            checksum = parse_checksum(raw["checksum"])
+        into[key] = _parse_value(key, value)
     except (ValueError, UsageError) as exc:
         raise BadLine(source, str(exc)) from None
+
+
+def _build(url: str, raw: dict[str, object], source: str) -> Entry:
+    out, dir_, checksum = raw.get("out"), raw.get("dir"), raw.get("checksum")
+    assert out is None or isinstance(out, str)
+    assert dir_ is None or isinstance(dir_, str)
+    assert checksum is None or isinstance(checksum, Checksum)
     return Entry(url=url, options=EntryOptions(out=out, dir=dir_, checksum=checksum), source=source)
 
 
@@ -107,7 +111,7 @@ class _Pending:
     ) -> None:
         self.url = url
         self.source = source
-        self.raw: dict[str, str] = {}
+        self.raw: dict[str, object] = {}
         self.error = error
         self.add(tokens, source)
 
@@ -123,10 +127,7 @@ class _Pending:
         if self.error is not None:
             self.error.text = self.error.text or self.url
             return self.error
-        try:
-            return _build(self.url, self.raw, self.source)
-        except BadLine as exc:
-            return exc
+        return _build(self.url, self.raw, self.source)
 
 
 def parse_lines(lines: Iterable[bytes | str], name: str, first_line: int = 1) -> Iterator[Item]:
@@ -137,10 +138,13 @@ def parse_lines(lines: Iterable[bytes | str], name: str, first_line: int = 1) ->
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         except UnicodeDecodeError:
+            error = BadLine(source, "line is not valid UTF-8")
+            if raw[:1] in (b" ", b"\t") and pending is not None:
+                pending.error = pending.error or error  # a bad option line fails its entry
+                continue
             if pending is not None:
                 yield pending.finish()
-                pending = None
-            yield BadLine(source, "line is not valid UTF-8")
+            pending = _Pending("", source, [], error)  # absorbs its option lines
             continue
         if number == first_line:
             text = text.removeprefix("\ufeff")

@@ -1,0 +1,362 @@
+"""Tests of downloader.results: redaction, the JSON object, the Tally, Report and summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import pytest
+
+from downloader.naming import RelPath
+from downloader.results import (
+    HashSet64,
+    Report,
+    Result,
+    Status,
+    Tally,
+    redact,
+    redact_text,
+    summary_lines,
+)
+
+# SPEC 5: the --json object
+JSON_KEYS = {
+    "url",
+    "source",
+    "path",
+    "status",
+    "bytes",
+    "elapsed",
+    "attempts",
+    "http_status",
+    "resumed_from",
+    "error",
+}
+
+SECRET_URL = "https://alice:s3cret@example.org/private/a.iso"
+
+
+def ok(url: str = "https://example.org/a.iso", **kw: object) -> Result:
+    return Result(url=url, source="urls.txt:1", status=Status.OK, **kw)  # type: ignore[arg-type]
+
+
+def skipped(url: str = "https://example.org/s.iso") -> Result:
+    return Result(url=url, source="urls.txt:2", status=Status.SKIPPED, path="s.iso")
+
+
+def failed(url: str = "https://example.org/f.iso", error: str = "HTTP 404 Not Found") -> Result:
+    return Result(url=url, source="urls.txt:3", status=Status.FAILED, error=error, attempts=1)
+
+
+# --------------------------------------------------------------------------------------------
+# redact / redact_text
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:pass@example.org/", "https://***@example.org/"),
+        ("https://user:pass@example.org/a.iso?x=1#f", "https://***@example.org/a.iso?x=1#f"),
+        ("http://user@example.org:8080/a", "http://***@example.org:8080/a"),
+        ("https://u:p%40ss@example.org/a", "https://***@example.org/a"),
+        ("https://u:p@ss@example.org/a", "https://***@example.org/a"),
+        ("https://:token@example.org/", "https://***@example.org/"),
+    ],
+)
+def test_redact_hides_credentials(url: str, expected: str) -> None:
+    assert redact(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.org/",
+        "https://example.org/a.iso?user=me&pass=x",
+        "https://example.org/mail/to@someone",
+        "http://127.0.0.1:8080/a?b=c@d",
+        "https://[::1]:8443/x",
+        "not a url",
+        "",
+    ],
+)
+def test_redact_leaves_urls_without_credentials_alone(url: str) -> None:
+    assert redact(url) == url
+
+
+def test_redact_text_hides_the_url_and_bare_userinfo() -> None:
+    text = f"GET {SECRET_URL} failed; retried with alice:s3cret@example.org"
+    redacted = redact_text(text, SECRET_URL)
+    assert "s3cret" not in redacted
+    assert "alice" not in redacted
+    assert "https://***@example.org/private/a.iso" in redacted
+
+
+def test_redact_text_without_credentials_is_unchanged() -> None:
+    text = "HTTP 500 from https://example.org/a.iso"
+    assert redact_text(text, "https://example.org/a.iso") == text
+
+
+# --------------------------------------------------------------------------------------------
+# Result.to_json
+# --------------------------------------------------------------------------------------------
+
+
+def test_to_json_has_exactly_the_spec_keys() -> None:
+    obj = ok(path="a.iso", bytes=10, elapsed=0.5, attempts=2, http_status=200).to_json()
+    assert set(obj) == JSON_KEYS
+
+
+def test_to_json_values() -> None:
+    result = Result(
+        url="https://example.org/a.iso",
+        source="urls.txt:7",
+        status=Status.OK,
+        path="out/a.iso",
+        bytes=1234,
+        elapsed=1.5,
+        attempts=2,
+        http_status=206,
+        resumed_from=1000,
+    )
+    obj = json.loads(json.dumps(result.to_json()))
+    assert obj == {
+        "url": "https://example.org/a.iso",
+        "source": "urls.txt:7",
+        "path": "out/a.iso",
+        "status": "ok",
+        "bytes": 1234,
+        "elapsed": 1.5,
+        "attempts": 2,
+        "http_status": 206,
+        "resumed_from": 1000,
+        "error": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "text"), [(Status.OK, "ok"), (Status.SKIPPED, "skipped"), (Status.FAILED, "failed")]
+)
+def test_to_json_status_strings(status: Status, text: str) -> None:
+    result = Result(url="https://example.org/", source="-:1", status=status)
+    assert result.to_json()["status"] == text
+
+
+def test_to_json_redacts_url_and_error() -> None:
+    result = failed(url=SECRET_URL, error=f"HTTP 401 for {SECRET_URL}")
+    line = json.dumps(result.to_json())
+    assert "s3cret" not in line
+    assert "alice" not in line
+    assert result.to_json()["url"] == "https://***@example.org/private/a.iso"
+
+
+def test_result_is_frozen() -> None:
+    result = ok()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.status = Status.FAILED  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------------------------
+# Tally.claim: name, name.1.ext, name.2.ext in the order asked
+# --------------------------------------------------------------------------------------------
+
+
+def test_claim_numbers_repeats_in_order() -> None:
+    tally = Tally()
+    claims = [tally.claim(("a.iso",)) for _ in range(4)]
+    assert claims == [("a.iso",), ("a.1.iso",), ("a.2.iso",), ("a.3.iso",)]
+
+
+def test_claim_numbers_before_the_last_extension_inside_a_folder() -> None:
+    tally = Tally()
+    assert tally.claim(("sub", "a.tar.gz")) == ("sub", "a.tar.gz")
+    assert tally.claim(("sub", "a.tar.gz")) == ("sub", "a.tar.1.gz")
+    assert tally.claim(("other", "a.tar.gz")) == ("other", "a.tar.gz")
+
+
+def test_claim_different_names_do_not_interfere() -> None:
+    tally = Tally()
+    assert tally.claim(("a.iso",)) == ("a.iso",)
+    assert tally.claim(("b.iso",)) == ("b.iso",)
+    assert tally.claim(("a.iso",)) == ("a.1.iso",)
+
+
+def test_claim_skips_names_taken_outside_the_run() -> None:
+    on_disk = {("a.iso",), ("a.1.iso",)}
+
+    def taken(rel: RelPath) -> bool:
+        return rel in on_disk
+
+    tally = Tally()
+    assert tally.claim(("a.iso",), taken) == ("a.2.iso",)
+    assert tally.claim(("a.iso",), taken) == ("a.3.iso",)
+    assert tally.claim(("b.iso",), taken) == ("b.iso",)
+
+
+def test_claim_checks_the_run_before_the_disk() -> None:
+    asked: list[RelPath] = []
+
+    def taken(rel: RelPath) -> bool:
+        asked.append(rel)
+        return False
+
+    tally = Tally()
+    tally.claim(("a.iso",))
+    assert tally.claim(("a.iso",), taken) == ("a.1.iso",)
+    assert ("a.1.iso",) in asked
+
+
+# --------------------------------------------------------------------------------------------
+# Tally.record / report
+# --------------------------------------------------------------------------------------------
+
+
+def test_record_counts_each_status_bytes_and_retries() -> None:
+    tally = Tally()
+    tally.record(ok(bytes=100, attempts=1))
+    tally.record(ok(url="https://example.org/b", bytes=50, attempts=3, resumed_from=20))
+    tally.record(skipped())
+    counts = tally.record(failed())
+    assert (counts.ok, counts.skipped, counts.failed) == (2, 1, 1)
+    assert counts.done == 4
+    assert counts.bytes == 150
+    assert counts.resumed_bytes == 20
+    assert counts.retries == 2
+    assert tally.counts() == counts
+
+
+def test_report_keeps_every_result_in_record_order() -> None:
+    tally = Tally()
+    results = [ok(), skipped(), failed(), ok(url="https://example.org/z")]
+    for r in results:
+        tally.record(r)
+    report = tally.report(elapsed=2.0)
+    assert report.results == tuple(results)
+    assert report.ok == [results[0], results[3]]
+    assert report.skipped == [results[1]]
+    assert report.failed == [results[2]]
+    assert report.elapsed == 2.0
+
+
+def test_keep_results_false_keeps_only_failures_but_counts_all() -> None:
+    tally = Tally(keep_results=False)
+    tally.record(ok())
+    tally.record(skipped())
+    bad = failed()
+    tally.record(bad)
+    report = tally.report(elapsed=1.0)
+    assert report.results == (bad,)
+    assert report.failed == [bad]
+    assert (report.counts.ok, report.counts.skipped, report.counts.failed) == (1, 1, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Report.exit_code (SPEC 1: 0 / 1 / 130)
+# --------------------------------------------------------------------------------------------
+
+
+def _report(*results: Result, interrupted: bool = False) -> Report:
+    tally = Tally()
+    for r in results:
+        tally.record(r)
+    return tally.report(elapsed=1.0, interrupted=interrupted)
+
+
+@pytest.mark.parametrize(
+    ("results", "interrupted", "code"),
+    [
+        ((), False, 0),
+        ((ok(),), False, 0),
+        ((ok(), skipped()), False, 0),
+        ((skipped(),), False, 0),
+        ((ok(), failed()), False, 1),
+        ((failed(),), False, 1),
+        ((ok(),), True, 130),
+        ((ok(), failed()), True, 130),
+    ],
+)
+def test_exit_code(results: tuple[Result, ...], interrupted: bool, code: int) -> None:
+    assert _report(*results, interrupted=interrupted).exit_code == code
+
+
+def test_exit_code_counts_failures_not_kept_results() -> None:
+    tally = Tally(keep_results=False)
+    tally.record(failed())
+    assert tally.report(elapsed=0.1).exit_code == 1
+
+
+# --------------------------------------------------------------------------------------------
+# HashSet64
+# --------------------------------------------------------------------------------------------
+
+
+def test_hashset_add_contains_len() -> None:
+    s = HashSet64()
+    assert len(s) == 0
+    assert "a" not in s
+    assert s.add("a") is True
+    assert s.add("a") is False
+    assert s.add("b") is True
+    assert "a" in s
+    assert "b" in s
+    assert "c" not in s
+    assert len(s) == 2
+
+
+def test_hashset_empty_and_unicode_keys() -> None:
+    s = HashSet64()
+    assert s.add("")
+    assert s.add("ünïcödé/名前")
+    assert "" in s
+    assert "ünïcödé/名前" in s
+    assert "unicode/名前" not in s
+
+
+def test_hashset_grows_past_its_initial_size() -> None:
+    s = HashSet64()
+    keys = [f"https://example.org/{n}.iso" for n in range(5000)]
+    assert all(s.add(k) for k in keys)
+    assert len(s) == 5000
+    assert all(k in s for k in keys)
+    assert not any(s.add(k) for k in keys)
+    assert len(s) == 5000
+    assert not any(f"https://example.org/{n}.iso" in s for n in range(5000, 10_000))
+
+
+# --------------------------------------------------------------------------------------------
+# summary_lines
+# --------------------------------------------------------------------------------------------
+
+
+def test_summary_mentions_counts_and_each_failed_url_redacted() -> None:
+    report = _report(
+        ok(bytes=2048),
+        ok(url="https://example.org/b"),
+        ok(url="https://example.org/c"),
+        skipped(),
+        failed(url=SECRET_URL, error=f"HTTP 403 Forbidden at {SECRET_URL}"),
+        failed(url="https://example.org/missing.iso", error="HTTP 404 Not Found"),
+    )
+    text = "\n".join(summary_lines(report))
+    assert re.search(r"\b3 ok\b", text)
+    assert re.search(r"\b1 skipped\b", text)
+    assert re.search(r"\b2 failed\b", text)
+    assert "https://***@example.org/private/a.iso" in text
+    assert "HTTP 403 Forbidden" in text
+    assert "https://example.org/missing.iso" in text
+    assert "HTTP 404 Not Found" in text
+    assert "s3cret" not in text
+    assert "alice" not in text
+
+
+def test_summary_of_a_clean_run_lists_no_failures() -> None:
+    report = _report(ok(), skipped())
+    text = "\n".join(summary_lines(report))
+    assert re.search(r"\b0 failed\b", text)
+    assert "example.org" not in text
+
+
+def test_summary_says_when_interrupted() -> None:
+    text = "\n".join(summary_lines(_report(ok(), interrupted=True)))
+    assert "interrupt" in text.lower()
