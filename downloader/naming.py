@@ -8,7 +8,6 @@ it to the destination can never leave it.
 from __future__ import annotations
 
 import re
-import unicodedata
 from urllib.parse import unquote, urlsplit
 
 MAX_NAME_BYTES = 250
@@ -17,7 +16,8 @@ MAX_NAME_BYTES = 250
 PART_SUFFIX = ".part"
 DEFAULT_NAME = "index.html"
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff/\\\\]")
+"""Control characters (Unicode category Cc), lone surrogates (Cs), and both slashes."""
 
 RelPath = tuple[str, ...]
 
@@ -29,7 +29,6 @@ def sanitize(name: str) -> str:
     :data:`MAX_NAME_BYTES` bytes of UTF-8, keeping the extension.
     """
     name = _UNSAFE.sub("_", name)
-    name = "".join("_" if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in name)
     if name.strip() in ("", ".", ".."):
         name = name.replace(".", "_") if name.strip() else "_"
     return _cut(name)

@@ -11,7 +11,7 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TextIO
 
 from .results import Counts, Report, Result, Status, redact, redact_text
@@ -155,10 +155,16 @@ class ResultWriter(NullReporter):
             self._emit(result.path)
 
     def planned(self, url: str, source: str, path: str) -> None:
+        # a plan is printed in one go: no flush per line (run_finished flushes)
         if self._json:
-            self._emit(json.dumps({"url": redact(url), "source": source, "path": path}))
+            line = json.dumps({"url": redact(url), "source": source, "path": path})
         else:
-            self._emit(f"{redact(url)} -> {path}")
+            line = f"{redact(url)} -> {path}"
+        self._stream.write(line + "\n")
+
+    def run_finished(self, report: Report) -> None:
+        with self._lock:
+            self._stream.flush()
 
 
 def failure_line(result: Result) -> str:
@@ -172,10 +178,12 @@ def failure_line(result: Result) -> str:
 class StderrReporter(NullReporter):
     """Everything for a person, on stderr: failure lines, verbose notes, and optionally bars."""
 
-    def __init__(self, stream: TextIO, *, verbose: bool = False, bars: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO, *, verbose: bool = False, bars: bool = False, bar_factory: Any = None
+    ) -> None:
         self._stream = stream
         self._verbose = verbose
-        self._bars: _Bars | None = _Bars(stream) if bars else None
+        self._bars: _Bars | None = _Bars(stream, factory=bar_factory) if bars else None
         self._lock = threading.Lock()
 
     def _write(self, line: str) -> None:
@@ -219,10 +227,16 @@ class StderrReporter(NullReporter):
 class _Bars:
     """tqdm bars: a total bar over one bar per busy worker slot, refreshed a few times a second."""
 
-    def __init__(self, stream: TextIO) -> None:
-        from tqdm import tqdm
+    def __init__(
+        self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic, factory: Any = None
+    ) -> None:
+        if factory is None:
+            import tqdm
 
-        self._tqdm: Any = tqdm
+            factory = tqdm.tqdm
+
+        self._tqdm: Any = factory
+        self.clock = clock
         self._stream = stream
         self._lock = threading.Lock()
         self._total: Any = None
@@ -232,10 +246,11 @@ class _Bars:
 
     def start(self, jobs: int) -> None:
         rows = shutil.get_terminal_size((80, 24)).lines
-        self._max_slots = max(0, min(jobs, rows - 3))
+        # the total bar, the worker bars, and room for the prompt and a message
+        self._max_slots = max(0, min(jobs, rows - 4))
         self._total = self._tqdm(
             desc="total",
-            unit="B",
+            unit="iB",
             unit_scale=True,
             unit_divisor=1024,
             file=self._stream,
@@ -256,7 +271,7 @@ class _Bars:
                 handle = None
                 if slot < self._max_slots:
                     handle = self._tqdm(
-                        unit="B",
+                        unit="iB",
                         unit_scale=True,
                         unit_divisor=1024,
                         file=self._stream,
@@ -296,6 +311,7 @@ class _SlotBar:
     def __init__(self, handle: Any, bars: _Bars) -> None:
         self._handle = handle
         self._bars = bars
+        self._clock = bars.clock
         self._pending = 0
         self._next_flush = 0.0
 
@@ -304,12 +320,13 @@ class _SlotBar:
         if self._handle is not None:
             label = name if len(name) <= 24 else name[:21] + "..."
             self._handle.reset(total=total)
-            self._handle.update(initial)
+            if initial:
+                self._handle.update(initial)
             self._handle.set_description_str(label, refresh=False)
 
     def update(self, n: int) -> None:
         self._pending += n
-        now = time.monotonic()
+        now = self._clock()
         if now >= self._next_flush:
             self._next_flush = now + BAR_REFRESH
             self._flush()

@@ -149,11 +149,11 @@ class HashSet64:
     def __contains__(self, key: str) -> bool:
         return self._slots[self._find(self.hash(key))] != 0
 
-    def add(self, key: str) -> bool:
-        """Add ``key``; True if it was new."""
+    def add(self, key: str, accept: Callable[[], bool] | None = None) -> bool:
+        """Add ``key`` if it is new (and ``accept()`` agrees); True if it was added."""
         h = self.hash(key)
         i = self._find(h)
-        if self._slots[i]:
+        if self._slots[i] or (accept is not None and not accept()):
             return False
         self._slots[i] = h
         self._len += 1
@@ -197,9 +197,8 @@ class Tally:
             n = 0
             while True:
                 candidate = rel if n == 0 else (*rel[:-1], numbered(rel[-1], n))
-                key = _path_key(candidate)
-                if key not in self._claimed and (taken is None or not taken(candidate)):
-                    self._claimed.add(key)
+                free = None if taken is None else lambda: not taken(candidate)  # noqa: B023
+                if self._claimed.add(_path_key(candidate), free):
                     return candidate
                 n += 1
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,11 @@ STDIN = "-"
 STDIN_NAME = "<stdin>"
 ARGS_NAME = "<args>"
 OPTION_NAMES = ("out", "dir", "checksum")
+
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+"""Control characters (Unicode category Cc) other than TAB, a separator in lists."""
+_URL_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\\s]")
+"""What no URL may contain: control characters and any whitespace."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,7 +49,7 @@ def is_url(text: str) -> bool:
 
 def check_url(url: str) -> str | None:
     """Why ``url`` cannot be downloaded, or None if it can."""
-    if any(unicodedata.category(ch) == "Cc" or ch.isspace() for ch in url):
+    if _URL_FORBIDDEN.search(url):
         return "URL contains whitespace or control characters"
     try:
         parts = urlsplit(url)
@@ -168,7 +173,7 @@ def parse_lines(lines: Iterable[bytes | str], name: str, first_line: int = 1) ->
 
 def _start(text: str, source: str) -> _Pending:
     """A new entry; a bad URL still collects its continuation lines, then fails once."""
-    if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in text):
+    if _CONTROL.search(text):
         return _Pending(text, source, [], BadLine(source, "URL contains control characters", text))
     tokens = _tokens(text)
     url = tokens[0]
