@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from downloader.progress import (
     BAR_REFRESH,
@@ -83,7 +83,7 @@ def test_verbose_messages() -> None:
 
 
 class FakeBar:
-    instances: list[FakeBar] = []
+    instances: ClassVar[list[FakeBar]] = []
 
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
