@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from .cancel import CancelToken
 from .engine import Engine
 from .errors import BadLine
 from .options import DEFAULT_USER_AGENT, OnExist, Options, parse_header, parse_on_exist
-from .progress import NullReporter, Reporter
+from .progress import Reporter, combine, standard_reporter
 from .results import Report, Tally
 from .storage import make_dest
 from .urllist import ARGS_NAME, Entry, Item, parse_lines, unique
@@ -41,6 +42,11 @@ def fetch(
     insecure: bool = False,
     ca_bundle: str | Path | None = None,
     dry_run: bool = False,
+    json: bool = False,
+    quiet: bool = False,
+    progress: bool = False,
+    verbose: bool = False,
+    no_resume: bool = False,
     reporter: Reporter | None = None,
     cancel: CancelToken | None = None,
     keep_results: bool = True,
@@ -50,6 +56,10 @@ def fetch(
     ``urls`` may be URL strings (list-line syntax, so ``"URL out=NAME"`` works),
     :class:`Entry` values, or the items of :func:`downloader.urllist.iter_sources`;
     it is consumed lazily. Keyword arguments mirror the command-line options.
+    The API prints nothing unless asked: ``json=True`` writes one JSON line per
+    entry to stdout, ``progress=True`` draws bars on stderr, ``verbose=True``
+    reports failures, retries and resumes on stderr, ``quiet=True`` silences
+    stderr; ``no_resume=True`` is ``resume=False``, as on the command line.
     A failed download is a result with ``status == "failed"``, never an exception;
     bad arguments raise :class:`UsageError`. With ``keep_results=False`` only failed
     results are kept in the report (for lists of millions of entries). On Ctrl-C the
@@ -63,7 +73,7 @@ def fetch(
         retry_wait=retry_wait,
         timeout=timeout,
         on_exist=parse_on_exist(on_exist),
-        resume=resume,
+        resume=resume and not no_resume,
         content_disposition=content_disposition,
         headers=tuple(h if isinstance(h, tuple) else parse_header(h) for h in headers),
         user_agent=user_agent,
@@ -71,7 +81,16 @@ def fetch(
         ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,
         dry_run=dry_run,
     )
-    reporter = reporter if reporter is not None else NullReporter()
+    shown = standard_reporter(
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+        json=json,
+        quiet=quiet,
+        progress=progress,
+        verbose=verbose,
+        errors=(verbose or progress) and not quiet,
+    )
+    reporter = shown if reporter is None else combine(reporter, shown)
     tally = Tally(keep_results=keep_results)
     started = time.monotonic()
     if not dry_run:

@@ -16,7 +16,7 @@ import click
 from .api import fetch as api_fetch
 from .errors import UsageError
 from .options import DEFAULT_USER_AGENT, MAX_JOBS, OnExist, parse_header
-from .progress import Reporter, ResultWriter, StderrReporter, combine
+from .progress import standard_reporter
 from .results import Report, summary_lines
 from .urllist import STDIN, Item, iter_sources
 from .version import __version__
@@ -190,7 +190,7 @@ def main() -> None:
 )
 @click.option(
     "--json",
-    "as_json",
+    "json",
     is_flag=True,
     default=False,
     show_default=True,
@@ -226,7 +226,7 @@ def main() -> None:
 )
 def fetch(
     sources: tuple[str, ...],
-    as_json: bool,
+    json: bool,
     quiet: bool,
     progress: bool | None,
     verbose: bool,
@@ -252,9 +252,14 @@ def fetch(
     stdout = sys.stdout
     stderr = sys.stderr
     bars = (stderr.isatty() if progress is None else progress) and not quiet
-    reporter: Reporter = combine(
-        ResultWriter(stdout, as_json=as_json),
-        StderrReporter(stderr, verbose=verbose and not quiet, bars=bars),
+    reporter = standard_reporter(
+        stdout=stdout,
+        stderr=stderr,
+        json=json,
+        paths=not json,
+        quiet=quiet,
+        progress=bars,
+        verbose=verbose,
     )
     with _Signals() as signals:
         try:

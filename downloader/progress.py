@@ -224,6 +224,28 @@ class StderrReporter(NullReporter):
             self._bars.close()
 
 
+def standard_reporter(
+    *,
+    stdout: TextIO,
+    stderr: TextIO,
+    json: bool = False,
+    paths: bool = False,
+    quiet: bool = False,
+    progress: bool = False,
+    verbose: bool = False,
+    errors: bool = True,
+) -> Reporter:
+    """The reporters of the command line: results on ``stdout`` (paths or JSON lines),
+    failures, notes and bars on ``stderr``; ``quiet`` leaves only failure lines."""
+    reporters: list[Reporter] = []
+    if json or paths:
+        reporters.append(ResultWriter(stdout, as_json=json))
+    if errors or progress or verbose:
+        loud = not quiet
+        reporters.append(StderrReporter(stderr, verbose=verbose and loud, bars=progress and loud))
+    return combine(*reporters) if reporters else NullReporter()
+
+
 class _Bars:
     """tqdm bars: a total bar over one bar per busy worker slot, refreshed a few times a second."""
 

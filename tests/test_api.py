@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 
 import pytest
 
 import downloader
 from downloader import Entry, EntryOptions, Status, UsageError, cli, fetch
-from tests.server import FaultServer
+from tests.server import Fault, FaultServer
 
-CLI_ONLY = {"sources", "as_json", "quiet", "progress", "verbose"}
-"""Options that choose how the CLI prints, not what is downloaded."""
+CLI_ONLY = {"sources"}
+"""The one CLI parameter that is not a keyword: the API takes the URLs themselves."""
 
 
 def test_every_cli_option_is_a_fetch_keyword() -> None:
@@ -73,3 +74,30 @@ def test_keep_results_false_keeps_only_failures(server: FaultServer, tmp_path: P
     report = fetch([server.url("/a"), server.url("/b")], dest=tmp_path, keep_results=False)
     assert report.counts.ok == 1 and report.counts.failed == 1
     assert [r.status for r in report.results] == [Status.FAILED]
+
+
+def test_prints_nothing_unless_asked(
+    server: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.add("/a", b"a", faults=[Fault.status(503)])
+    fetch([server.url("/a"), server.url("/missing")], dest=tmp_path, retry_wait=0)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_json_and_verbose_like_the_command_line(
+    server: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.add("/a", b"a", faults=[Fault.status(503)])
+    fetch([server.url("/a")], dest=tmp_path, retry_wait=0, json=True, verbose=True)
+    out, err = capsys.readouterr()
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["status"] == "ok" and row["attempts"] == 2
+    assert "retry 1/5" in err
+
+
+def test_no_resume_keyword(server: FaultServer, tmp_path: Path) -> None:
+    big = b"r" * (3 << 20)
+    server.add("/a", big, faults=[Fault.truncate(1 << 20)])
+    assert fetch([server.url("/a")], dest=tmp_path, retries=0).counts.failed == 1
+    report = fetch([server.url("/a")], dest=tmp_path, no_resume=True)
+    assert report.ok[0].resumed_from == 0 and (tmp_path / "a").read_bytes() == big

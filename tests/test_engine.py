@@ -6,9 +6,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from downloader import Status, fetch
 from downloader.cancel import CancelToken
-from downloader.engine import IN_FLIGHT_PER_JOB
+from downloader.engine import IN_FLIGHT_PER_JOB, ProxyRoutes
 from tests.conftest import RecordingReporter
 from tests.server import Fault, FaultServer, wait_until
 
@@ -142,3 +144,30 @@ def test_cancel_stops_stalled_transfers_and_keeps_parts(server: FaultServer, des
         assert not (dest / f"f{i}.bin").exists()
         assert (dest / f"f{i}.bin.part").stat().st_size == 512 * 1024
         assert (dest / f"f{i}.bin.part.pdl").exists()  # what resume needs stays beside it
+
+
+def test_proxy_routes_honour_no_proxy() -> None:
+    routes = ProxyRoutes((("http", "http://proxy:3128"), ("no", "localhost,.internal")))
+    assert routes.session_proxies() == {"http": "http://proxy:3128"}
+    assert routes.for_url("http://example.org/a") is None  # the session's proxy
+    direct = routes.for_url("http://files.internal/a")
+    assert direct is not None and set(direct.values()) == {None}
+    assert ProxyRoutes().for_url("http://example.org/") is None
+
+
+def test_proxy_from_the_environment_is_used(
+    server: FaultServer, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = FaultServer()
+    try:
+        monkeypatch.delenv("NO_PROXY")
+        monkeypatch.setenv("http_proxy", proxy.base_url)
+        fetch(["http://files.example/a.bin"], dest=dest, retries=0)
+        (request,) = proxy.requests
+        assert request.target == "http://files.example/a.bin"  # asked of the proxy
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        server.add("/b.bin", b"b")
+        assert fetch([server.url("/b.bin")], dest=dest).counts.ok == 1
+        assert len(proxy.requests) == 1  # no_proxy went direct
+    finally:
+        proxy.stop()
