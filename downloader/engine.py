@@ -94,6 +94,12 @@ def bad_line_result(item: BadLine) -> Result:
     )
 
 
+def _reraise(done: Iterable[Future[None]]) -> None:
+    """A worker's unexpected exception (a bug, not a failed download) stops the run loudly."""
+    for future in done:
+        future.result()
+
+
 class Engine:
     """One run: reads items, decides names, runs downloads, records results."""
 
@@ -184,11 +190,12 @@ class Engine:
                     self.reporter.planned(item.url, item.source, path)
                     continue
                 while len(pending) >= limit:
-                    _done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    _reraise(done)
                 pending.add(pool.submit(self._work, job))
             else:
                 self.reporter.list_read(count)
-            wait(pending)
+            _reraise(wait(pending).done)
             return self.cancel.is_set()
         except KeyboardInterrupt:
             self.cancel.cancel()

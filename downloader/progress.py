@@ -8,6 +8,7 @@ stderr (bars when asked, failure lines, verbose notes); ``combine`` joins them.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -142,11 +143,20 @@ class ResultWriter(NullReporter):
         self._stream = stream
         self._json = as_json
         self._lock = threading.Lock()
+        self._closed = False
 
-    def _emit(self, line: str) -> None:
+    def _emit(self, line: str, flush: bool = True) -> None:
         with self._lock:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+            if self._closed:
+                return
+            try:
+                self._stream.write(line + "\n")
+                if flush:
+                    self._stream.flush()
+            except BrokenPipeError:
+                # the reader went away (``| head``): downloads go on, output stops
+                self._closed = True
+                _silence(self._stream)
 
     def result(self, result: Result, counts: Counts) -> None:
         if self._json:
@@ -160,11 +170,30 @@ class ResultWriter(NullReporter):
             line = json.dumps({"url": redact(url), "source": source, "path": path})
         else:
             line = f"{redact(url)} -> {path}"
-        self._stream.write(line + "\n")
+        self._emit(line, flush=False)
 
     def run_finished(self, report: Report) -> None:
+        self._emit_flush()
+
+    def _emit_flush(self) -> None:
         with self._lock:
-            self._stream.flush()
+            if not self._closed:
+                try:
+                    self._stream.flush()
+                except BrokenPipeError:
+                    self._closed = True
+                    _silence(self._stream)
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a broken stream's descriptor at /dev/null, so the exit-time flush stays quiet."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def failure_line(result: Result) -> str:

@@ -257,3 +257,19 @@ def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
         [sys.executable, "-m", "downloader", "--version"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "pdl" in done.stdout
+
+
+def test_closed_stdout_does_not_stop_the_downloads(server: FaultServer, dest: Path) -> None:
+    for i in range(20):
+        server.add(f"/f{i}.txt", b"x" * 1000)
+    urls = [server.url(f"/f{i}.txt") for i in range(20)] + [server.url("/gone")]
+    proc = _spawn(["--json", "-j", "1", "-d", str(dest), *urls], dest)
+    assert proc.stdout is not None
+    first = json.loads(proc.stdout.readline())["path"]  # like `| head -1`
+    proc.stdout.close()
+    _out, err = proc.communicate(timeout=30)
+    assert first == str(dest / "f0.txt")
+    assert proc.returncode == 1, err  # the last URL is missing
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert "pdl: failed:" in err and "20 ok, 0 skipped, 1 failed" in err  # still told
+    assert len(list(dest.iterdir())) == 20
