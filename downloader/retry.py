@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from .errors import HTTPStatusError, TransferError
+from .errors import HTTPStatusError, RangeMismatch, TransferError
 
 BACKOFF_CAP = 60.0
 """No computed back-off is longer than this (seconds)."""
@@ -59,6 +59,8 @@ class RetryState:
         error = self.error
         if isinstance(error, HTTPStatusError) and error.retry_after is not None:
             return min(error.retry_after, self.policy.retry_after_cap)
+        if isinstance(error, RangeMismatch):
+            return 0.0  # the partial is gone; start over at once, nothing to wait for
         return self.policy.backoff(self.attempts, rand)
 
 

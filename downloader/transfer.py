@@ -307,7 +307,7 @@ class _Download:
                 proxies=self.ctx.proxies_for(self.url),  # type: ignore[arg-type]  # None: direct
             )
         self.http_status = resp.status_code
-        if resp.status_code >= 400 and not (ranged and resp.status_code == 416):
+        if not (200 <= resp.status_code < 300 or (ranged and resp.status_code == 416)):
             retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             resp.close()
             raise HTTPStatusError(resp.status_code, resp.reason or "", retry_after)

@@ -12,6 +12,7 @@ from downloader.errors import (
     ConnectionFailed,
     HTTPStatusError,
     LocalFileError,
+    RangeMismatch,
     ShortBody,
     TransferError,
 )
@@ -255,3 +256,8 @@ def test_parse_retry_after_garbage_is_none(value: str | None) -> None:
 @pytest.mark.parametrize("value", ["\u00b2", "1\u00b3"])
 def test_parse_retry_after_non_ascii_digits_are_garbage(value: str) -> None:
     assert parse_retry_after(value, now=NOW) is None
+
+
+def test_a_range_mismatch_restarts_at_once() -> None:
+    state = RetryState(policy=RetryPolicy(retries=3, wait=10.0)).increment(RangeMismatch("x"))
+    assert state.delay(rand=lambda: 1.0) == 0.0 and not state.exhausted

@@ -340,3 +340,13 @@ def test_parse_content_range() -> None:
     assert parse_content_range("bytes 9-0/10") is None
     assert parse_content_range("items 0-9/10") is None
     assert parse_content_range(None) is None
+
+
+@pytest.mark.parametrize("code", [300, 304])
+def test_non_success_statuses_without_redirect_fail(
+    server: FaultServer, dest: Path, code: int
+) -> None:
+    server.add("/a.txt", b"data", faults=[Fault.status(code, body=b"not the file")])
+    result = only(run([server.url("/a.txt")], dest))
+    assert result.status is Status.FAILED and f"HTTP {code}" in result.error
+    assert os.listdir(dest) == []
