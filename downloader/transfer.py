@@ -156,7 +156,6 @@ class _Download:
         self.http_status: int | None = None
         self.resumed_from = 0
         self.received = 0
-        self.final_size = 0
 
     # -- the attempt loop -------------------------------------------------
 
@@ -317,33 +316,45 @@ class _Download:
         assert self.rel is not None
         name = self.rel[-1]
         offset, total = self._check_response(folder, resp, plan)
-        big = total is None or total > offset + CHUNK_SIZE
-        if offset == 0 and resp.status_code != 416 and big:
-            # Small bodies arrive in one read: a record would only cost syscalls.
+        # A new partial needs a resume record. Small bodies usually arrive in one
+        # read, so theirs is written only if the transfer stops part-way.
+        record = None
+        if offset == 0 and resp.status_code != 416:
             record = ResumeRecord(
                 ResumeRecord.url_hash(self.url), validator_of(resp.headers), total
             )
-            folder.write_record(name, record)
+            if total is None or total > CHUNK_SIZE:
+                folder.write_record(name, record)
+                record = None
         fd = folder.open_part(name, offset)
         try:
             hasher = self._seeded_hasher(folder, name, offset)
             size = offset
             if resp.status_code != 416:
                 size += self._stream(resp, fd, hasher, offset, total)
+            if total is not None and size != total:
+                raise ShortBody(f"got {size} of {total} bytes; will resume")
+        except TransferError:
+            if record is not None and self.received:
+                with contextlib.suppress(TransferError):
+                    folder.write_record(name, record)
+            raise
         finally:
             os.close(fd)
-        if total is not None and size != total:
-            raise ShortBody(f"got {size} of {total} bytes; will resume")
-        checksum = self.job.entry.options.checksum
-        if checksum is not None and hasher is not None:
-            actual = hasher.hexdigest()
-            if actual != checksum.hexdigest:
-                folder.discard_partial(name)
-                raise ChecksumMismatch(
-                    f"{checksum.algorithm} mismatch: expected {checksum.hexdigest}, got {actual}"
-                )
+        self._verify(folder, name, hasher)
         folder.publish(name)
-        self.final_size = size
+
+    def _verify(self, folder: Folder, name: str, hasher: hashlib._Hash | None) -> None:
+        """A checksum mismatch drops the partial: its bytes cannot be trusted."""
+        checksum = self.job.entry.options.checksum
+        if checksum is None or hasher is None:
+            return
+        actual = hasher.hexdigest()
+        if actual != checksum.hexdigest:
+            folder.discard_partial(name)
+            raise ChecksumMismatch(
+                f"{checksum.algorithm} mismatch: expected {checksum.hexdigest}, got {actual}"
+            )
 
     def _check_response(
         self, folder: Folder, resp: requests.Response, plan: _Plan

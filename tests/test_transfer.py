@@ -350,3 +350,21 @@ def test_non_success_statuses_without_redirect_fail(
     result = only(run([server.url("/a.txt")], dest))
     assert result.status is Status.FAILED and f"HTTP {code}" in result.error
     assert os.listdir(dest) == []
+
+
+def test_small_file_that_fails_part_way_resumes_next_run(server: FaultServer, dest: Path) -> None:
+    body = bytes(range(256)) * 400  # 100 KiB: read in one go when nothing goes wrong
+    server.add("/s.bin", body, faults=[Fault.truncate(40_000)])
+    assert only(run([server.url("/s.bin")], dest, retries=0)).status is Status.FAILED
+    assert (dest / "s.bin.part").stat().st_size == 40_000
+    result = only(run([server.url("/s.bin")], dest))
+    assert result.status is Status.OK and result.resumed_from == 40_000
+    assert server.requests_for("/s.bin")[-1].headers["range"] == "bytes=40000-"
+    assert (dest / "s.bin").read_bytes() == body
+    assert sorted(os.listdir(dest)) == ["s.bin"]
+
+
+def test_small_file_leaves_no_record_when_it_completes(server: FaultServer, dest: Path) -> None:
+    server.add("/s.bin", b"s" * 1000)
+    assert only(run([server.url("/s.bin")], dest)).status is Status.OK
+    assert os.listdir(dest) == ["s.bin"]
