@@ -10,6 +10,12 @@ from downloader.progress import NULL_PROGRESS, NullReporter, TransferProgress
 from downloader.results import Counts, Report, Result
 from tests.server import FaultServer
 
+JSON_KEYS = frozenset(
+    {"url", "source", "path", "status", "bytes", "elapsed", "attempts", "http_status"}
+    | {"resumed_from", "error"}
+)
+"""SPEC 5: the keys of every ``--json`` object."""
+
 
 @pytest.fixture
 def server() -> Iterator[FaultServer]:

@@ -13,20 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from downloader import cli
+from tests.conftest import JSON_KEYS
 from tests.server import Fault, FaultServer, wait_until
-
-JSON_KEYS = {
-    "url",
-    "source",
-    "path",
-    "status",
-    "bytes",
-    "elapsed",
-    "attempts",
-    "http_status",
-    "resumed_from",
-    "error",
-}
 
 
 def pdl(*args: str, input: str | None = None) -> Result:

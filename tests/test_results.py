@@ -19,20 +19,7 @@ from downloader.results import (
     redact_text,
     summary_lines,
 )
-
-# SPEC 5: the --json object
-JSON_KEYS = {
-    "url",
-    "source",
-    "path",
-    "status",
-    "bytes",
-    "elapsed",
-    "attempts",
-    "http_status",
-    "resumed_from",
-    "error",
-}
+from tests.conftest import JSON_KEYS
 
 SECRET_URL = "https://alice:s3cret@example.org/private/a.iso"
 
