@@ -14,6 +14,10 @@ MAX_NAME_BYTES = 250
 """A name is cut to this many bytes, so that ``NAME.part`` fits the usual 255."""
 
 PART_SUFFIX = ".part"
+RECORD_SUFFIX = ".part.pdl"
+"""The resume record beside a partial: ``NAME.part.pdl``."""
+COMPANIONS = (PART_SUFFIX, RECORD_SUFFIX)
+"""Files a download keeps beside its final name while it is in progress."""
 DEFAULT_NAME = "index.html"
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff/\\\\]")

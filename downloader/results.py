@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .naming import RelPath, numbered
+from .naming import COMPANIONS, RelPath, numbered
 from .options import EntryOptions
 
 
@@ -197,10 +197,23 @@ class Tally:
             n = 0
             while True:
                 candidate = rel if n == 0 else (*rel[:-1], numbered(rel[-1], n))
+                key = _path_key(candidate)
+                if self._clashes_with_companions(key):
+                    n += 1
+                    continue
                 free = None if taken is None else lambda: not taken(candidate)  # noqa: B023
-                if self._claimed.add(_path_key(candidate), free):
+                if self._claimed.add(key, free):
                     return candidate
                 n += 1
+
+    def _clashes_with_companions(self, key: str) -> bool:
+        """``a.bin.part`` may not be claimed next to ``a.bin``, nor the other way round."""
+        for suffix in COMPANIONS:
+            if key + suffix in self._claimed:
+                return True
+            if key.endswith(suffix) and key[: -len(suffix)] in self._claimed:
+                return True
+        return False
 
     def record(self, result: Result) -> Counts:
         """Count one finished entry and keep it (failures always; others when asked)."""

@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import LocalFileError, UsageError
-from .naming import PART_SUFFIX, RelPath
+from .naming import PART_SUFFIX, RECORD_SUFFIX, RelPath
 
-RECORD_SUFFIX = ".pdl"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -40,11 +39,11 @@ class ResumeRecord:
 
 def record_name(name: str) -> str:
     """The resume record's file name: ``NAME.part.pdl``, or a hashed name if that is too long."""
-    plain = name + PART_SUFFIX + RECORD_SUFFIX
+    plain = name + RECORD_SUFFIX
     if len(plain.encode("utf-8")) <= 255:
         return plain
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f".{digest}{PART_SUFFIX}{RECORD_SUFFIX}"
+    return f".{digest}{RECORD_SUFFIX}"
 
 
 def local_error(exc: OSError, what: str) -> LocalFileError:

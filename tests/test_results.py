@@ -347,3 +347,14 @@ def test_summary_of_a_clean_run_lists_no_failures() -> None:
 def test_summary_says_when_interrupted() -> None:
     text = "\n".join(summary_lines(_report(ok(), interrupted=True)))
     assert "interrupt" in text.lower()
+
+
+def test_claim_keeps_names_clear_of_each_others_partials() -> None:
+    tally = Tally()
+    assert tally.claim(("a.bin",)) == ("a.bin",)
+    assert tally.claim(("a.bin.part",)) == ("a.bin.1.part",)  # would be a.bin's partial
+    other = Tally()
+    assert other.claim(("b.iso.part",)) == ("b.iso.part",)
+    assert other.claim(("b.iso",)) == ("b.1.iso",)  # its partial would overwrite b.iso.part
+    assert other.claim(("c.part.pdl",)) == ("c.part.pdl",)
+    assert other.claim(("c",)) == ("c.1",)
