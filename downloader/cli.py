@@ -91,8 +91,9 @@ class _Signals:
         return EXIT_SIGTERM if self.received == signal.SIGTERM else EXIT_SIGINT
 
 
-def _stdin() -> BinaryIO:
-    return sys.stdin.buffer
+def _stdin() -> BinaryIO | None:
+    """Standard input as bytes, or None when the process has none (``<&-``)."""
+    return sys.stdin.buffer if sys.stdin is not None else None
 
 
 def _items(sources: tuple[str, ...]) -> Iterator[Item]:
@@ -243,8 +244,9 @@ def fetch(
     130 interrupted (143 on SIGTERM).
     """
     if not sources:
-        if _stdin().isatty():
-            raise click.UsageError("no SOURCE given and standard input is a terminal")
+        stdin = _stdin()
+        if stdin is None or stdin.isatty():
+            raise click.UsageError("no SOURCE given, and standard input is a terminal (or closed)")
         sources = (STDIN,)
     _check_sources(sources)
     if options["insecure"] and options["ca_bundle"] is not None:

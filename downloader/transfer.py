@@ -33,7 +33,7 @@ from .errors import (
 from .naming import RelPath, display, name_from_content_disposition, with_name
 from .options import OnExist, Options
 from .progress import TransferProgress
-from .results import Result, Status
+from .results import Result, Status, redact, redact_text
 from .retry import RetryPolicy, RetryState, parse_retry_after
 from .storage import Folder, ResumeRecord, local_error, open_folder
 from .urllist import Entry
@@ -174,9 +174,8 @@ class _Download:
                 if state.exhausted:
                     return self._result(Status.FAILED, state, started, err)
                 delay = state.delay()
-                self.ctx.notify(
-                    f"retry {state.attempts}/{o.retries} in {delay:.1f} s: {self.url}: {err}"
-                )
+                shown = f"{redact(self.url)}: {redact_text(str(err), self.url)}"
+                self.ctx.notify(f"retry {state.attempts}/{o.retries} in {delay:.1f} s: {shown}")
                 if self.ctx.cancel.wait(delay):
                     return self._result(Status.FAILED, state, started, Cancelled("interrupted"))
                 continue

@@ -181,9 +181,11 @@ def test_quiet_keeps_errors_only(server: FaultServer, dest: Path) -> None:
 
 
 def test_credentials_are_redacted_in_output(server: FaultServer, dest: Path) -> None:
+    server.add_faults("/secret", Fault.status(503))  # a retry message, then a 404
     url = server.url("/secret").replace("http://", "http://user:hunter2@")
-    result = pdl("fetch", "--json", "-v", "-d", str(dest), url)
+    result = pdl("fetch", "--json", "-v", "--retry-wait", "0", "-d", str(dest), url)
     assert result.exit_code == 1
+    assert "retry 1/5" in result.stderr
     assert "hunter2" not in result.stdout + result.stderr
     assert "***@127.0.0.1" in result.stdout and "***@127.0.0.1" in result.stderr
 
