@@ -98,16 +98,30 @@ class Folder:
             raise local_error(exc, self._show(name)) from None
 
     def open_part(self, name: str, keep: int) -> int:
-        """Open ``name.part`` for writing, truncated to ``keep`` bytes; a non-file is removed."""
+        """Open ``name.part`` for writing, truncated to ``keep`` bytes.
+
+        A link or a FIFO planted there is removed, never written through: with
+        ``O_NOFOLLOW`` a link fails with ELOOP, with ``O_NONBLOCK`` a FIFO with
+        ENXIO (instead of blocking), and the open is tried once more.
+        """
         part = name + PART_SUFFIX
-        if self.kind(part) not in (None, "file"):
-            self.remove(part)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        if keep == 0:
+            flags |= os.O_TRUNC
+        for retry in (True, False):
+            try:
+                fd = os.open(part, flags, 0o644, dir_fd=self.fd)
+                break
+            except OSError as exc:
+                if not (retry and exc.errno in (errno.ELOOP, errno.ENXIO)):
+                    raise local_error(exc, self._show(part)) from None
+                self.remove(part)
         try:
-            fd = os.open(part, flags, 0o644, dir_fd=self.fd)
-            os.ftruncate(fd, keep)
-            os.lseek(fd, keep, os.SEEK_SET)
+            if keep:
+                os.ftruncate(fd, keep)
+                os.lseek(fd, keep, os.SEEK_SET)
         except OSError as exc:
+            os.close(fd)
             raise local_error(exc, self._show(part)) from None
         return fd
 
@@ -157,15 +171,18 @@ class Folder:
         except OSError as exc:
             raise local_error(exc, self._show(final)) from None
 
-    def publish(self, name: str) -> None:
-        """Rename ``name.part`` to ``name`` atomically and drop the resume record."""
-        if self.kind(name) == "dir":
-            raise LocalFileError(f"{self._show(name)}: is an existing folder")
+    def publish(self, name: str, *, has_record: bool = True) -> None:
+        """Rename ``name.part`` to ``name`` atomically, then drop its resume record.
+
+        A folder at ``name`` makes the rename fail with EISDIR; a link there is
+        replaced, not followed.
+        """
         try:
             os.replace(name + PART_SUFFIX, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except OSError as exc:
             raise local_error(exc, self._show(name)) from None
-        self.remove(record_name(name))
+        if has_record:
+            self.remove(record_name(name))
 
 
 def make_dest(dest: Path) -> None:

@@ -318,13 +318,14 @@ class _Download:
         # A new partial needs a resume record. Small bodies usually arrive in one
         # read, so theirs is written only if the transfer stops part-way.
         record = None
+        recorded = offset > 0  # a resumed partial came with its record
         if offset == 0 and resp.status_code != 416:
             record = ResumeRecord(
                 ResumeRecord.url_hash(self.url), validator_of(resp.headers), total
             )
             if total is None or total > CHUNK_SIZE:
                 folder.write_record(name, record)
-                record = None
+                record, recorded = None, True
         fd = folder.open_part(name, offset)
         try:
             hasher = self._seeded_hasher(folder, name, offset)
@@ -341,7 +342,7 @@ class _Download:
         finally:
             os.close(fd)
         self._verify(folder, name, hasher)
-        folder.publish(name)
+        folder.publish(name, has_record=recorded)
 
     def _verify(self, folder: Folder, name: str, hasher: hashlib._Hash | None) -> None:
         """A checksum mismatch drops the partial: its bytes cannot be trusted."""

@@ -147,3 +147,11 @@ def test_open_folder_refuses_a_file_in_the_way(dest: Path) -> None:
     (dest / "file").write_bytes(b"")
     with pytest.raises(LocalFileError, match="in the way"), open_folder(dest, ("file",), "d"):
         pass
+
+
+def test_fifo_at_the_part_is_replaced_without_blocking(server: FaultServer, dest: Path) -> None:
+    os.mkfifo(dest / "a.bin.part")
+    server.add("/a.bin", b"downloaded")
+    assert run([server.url("/a.bin")], dest).counts.ok == 1
+    assert (dest / "a.bin").read_bytes() == b"downloaded"
+    assert sorted(os.listdir(dest)) == ["a.bin"]
