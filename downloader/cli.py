@@ -163,7 +163,7 @@ def main() -> None:
     "--content-disposition",
     is_flag=True,
     default=False,
-    show_default=True,
+    show_default="off",
     help="Name files from the server's Content-Disposition header.",
 )
 @click.option(
@@ -172,6 +172,7 @@ def main() -> None:
     "headers",
     type=HeaderType(),
     multiple=True,
+    show_default="none",
     help="Extra request header 'Name: value' (repeatable).",
 )
 @click.option(
@@ -181,12 +182,13 @@ def main() -> None:
     "--insecure",
     is_flag=True,
     default=False,
-    show_default=True,
+    show_default="off",
     help="Do not verify TLS certificates.",
 )
 @click.option(
     "--ca-bundle",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    show_default="the system's CAs",
     help="Verify TLS with this CA bundle (PEM file).",
 )
 @click.option(
@@ -194,14 +196,14 @@ def main() -> None:
     "json",
     is_flag=True,
     default=False,
-    show_default=True,
+    show_default="off",
     help="One JSON object per entry on stdout instead of paths.",
 )
 @click.option(
     "--dry-run",
     is_flag=True,
     default=False,
-    show_default=True,
+    show_default="off",
     help="Print 'URL -> path' for each entry; download nothing.",
 )
 @click.option(
@@ -209,7 +211,7 @@ def main() -> None:
     "--quiet",
     is_flag=True,
     default=False,
-    show_default=True,
+    show_default="off",
     help="No progress and no summary; errors still go to stderr.",
 )
 @click.option(
@@ -222,7 +224,7 @@ def main() -> None:
     "--verbose",
     is_flag=True,
     default=False,
-    show_default=True,
+    show_default="off",
     help="Also report each retry and resume on stderr.",
 )
 def fetch(
