@@ -263,3 +263,35 @@ def test_closed_stdout_does_not_stop_the_downloads(server: FaultServer, dest: Pa
     assert "Traceback" not in err and "Exception ignored" not in err
     assert "pdl: failed:" in err and "20 ok, 0 skipped, 1 failed" in err  # still told
     assert len(list(dest.iterdir())) == 20
+
+
+def test_destination_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    result = pdl("fetch", "-d", str(target), "http://127.0.0.1:9/a")
+    assert result.exit_code == 2 and result.stdout == ""
+
+
+def test_interrupt_while_reading_a_pipe_that_stays_open(server: FaultServer, dest: Path) -> None:
+    server.add("/slow.bin", b"s" * (1 << 20), faults=[Fault.stall(1000)])
+    env = {**os.environ, "NO_PROXY": "*"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "downloader", "fetch", "-d", str(dest), "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdin is not None
+    try:
+        # the second line releases the first entry (it might have had option lines)
+        proc.stdin.write(f"{server.url('/slow.bin')}\n{server.url('/next.bin')}\n")
+        proc.stdin.flush()
+        wait_until(lambda: server.stalled_count() == 1, 20)  # downloading, stdin still open
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and (dest / "slow.bin.part").exists()
