@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from .cancel import CancelToken
@@ -26,6 +26,15 @@ def _items(urls: Iterable[str | Entry | BadLine]) -> Iterator[Item]:
             yield url
 
 
+def _headers(
+    headers: Iterable[str | tuple[str, str]] | Mapping[str, str],
+) -> tuple[tuple[str, str], ...]:
+    """``["Name: value"]``, ``[("Name", "value")]`` or ``{"Name": "value"}`` -> pairs."""
+    if isinstance(headers, Mapping):
+        return tuple((str(k), str(v)) for k, v in headers.items())
+    return tuple(h if isinstance(h, tuple) else parse_header(h) for h in headers)
+
+
 def fetch(
     urls: Iterable[str | Entry | BadLine],
     *,
@@ -37,7 +46,7 @@ def fetch(
     on_exist: OnExist | str = OnExist.SKIP,
     resume: bool = True,
     content_disposition: bool = False,
-    headers: Iterable[str | tuple[str, str]] = (),
+    headers: Iterable[str | tuple[str, str]] | Mapping[str, str] = (),
     user_agent: str = DEFAULT_USER_AGENT,
     insecure: bool = False,
     ca_bundle: str | Path | None = None,
@@ -66,6 +75,8 @@ def fetch(
     running downloads stop, their ``.part`` files are kept, and the report says
     ``interrupted``.
     """
+    if isinstance(urls, str):
+        urls = [urls]  # one URL, not its characters
     options = Options(
         dest=Path(dest),
         jobs=jobs,
@@ -75,7 +86,7 @@ def fetch(
         on_exist=parse_on_exist(on_exist),
         resume=resume and not no_resume,
         content_disposition=content_disposition,
-        headers=tuple(h if isinstance(h, tuple) else parse_header(h) for h in headers),
+        headers=_headers(headers),
         user_agent=user_agent,
         insecure=insecure,
         ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,

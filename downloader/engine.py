@@ -186,7 +186,8 @@ class Engine:
                     continue
                 job = self.plan(item)
                 if self.options.dry_run:
-                    path = display(job.rel or job.fallback, str(self.options.dest))
+                    rel = job.rel or self.claim(job.fallback)  # the URL's name stands in
+                    path = display(rel, str(self.options.dest))
                     self.reporter.planned(item.url, item.source, path)
                     continue
                 while len(pending) >= limit:

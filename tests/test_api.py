@@ -101,3 +101,10 @@ def test_no_resume_keyword(server: FaultServer, tmp_path: Path) -> None:
     assert fetch([server.url("/a")], dest=tmp_path, retries=0).counts.failed == 1
     report = fetch([server.url("/a")], dest=tmp_path, no_resume=True)
     assert report.ok[0].resumed_from == 0 and (tmp_path / "a").read_bytes() == big
+
+
+def test_a_single_url_string_and_a_header_dict(server: FaultServer, tmp_path: Path) -> None:
+    server.add("/one", b"1")
+    report = fetch(server.url("/one"), dest=tmp_path, headers={"X-Token": "t"})
+    assert report.counts.ok == 1 and (tmp_path / "one").read_bytes() == b"1"
+    assert server.requests_for("/one")[0].headers["x-token"] == "t"
