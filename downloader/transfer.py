@@ -30,7 +30,7 @@ from .errors import (
     ShortBody,
     TransferError,
 )
-from .naming import RelPath, display, name_from_content_disposition, with_name
+from .naming import PART_SUFFIX, RelPath, display, name_from_content_disposition, with_name
 from .options import OnExist, Options
 from .progress import TransferProgress
 from .results import Result, Status, redact, redact_text
@@ -374,8 +374,8 @@ class _Download:
                 problem = f"Content-Range {resp.headers.get('Content-Range')!r} does not continue"
             elif expected is not None and cr.total not in (None, expected):
                 problem = f"size changed from {expected} to {cr.total}"
-            elif self._etag_changed(resp, record):
-                problem = "ETag changed"
+            elif self._version_changed(resp, record):
+                problem = "the file changed on the server"
             else:
                 self.resumed_from = plan.offset
                 self.ctx.notify(f"resuming {name} from byte {plan.offset}")
@@ -393,11 +393,13 @@ class _Download:
         return 0, total
 
     @staticmethod
-    def _etag_changed(resp: requests.Response, record: ResumeRecord | None) -> bool:
-        etag = resp.headers.get("ETag")
-        if not (record and record.validator and etag):
+    def _version_changed(resp: requests.Response, record: ResumeRecord | None) -> bool:
+        """A 206 whose ETag (or Last-Modified) differs from the partial's: another version."""
+        if not (record and record.validator):
             return False
-        return record.validator.startswith('"') and etag != record.validator
+        is_etag = record.validator.startswith('"')
+        now = resp.headers.get("ETag" if is_etag else "Last-Modified")
+        return now is not None and now != record.validator
 
     def _seeded_hasher(self, folder: Folder, name: str, offset: int) -> hashlib._Hash | None:
         checksum = self.job.entry.options.checksum
@@ -405,7 +407,7 @@ class _Download:
             return None
         hasher = checksum.new_hasher()
         if offset:
-            fd = folder.open_read(name + ".part")
+            fd = folder.open_read(name + PART_SUFFIX)
             with os.fdopen(fd, "rb") as handle:
                 left = offset
                 while left and (block := handle.read(min(HASH_BLOCK, left))):

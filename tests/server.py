@@ -102,6 +102,7 @@ FaultKind: TypeAlias = Literal[
     "reset",
     "stall",
     "ignore_range",
+    "ignore_if_range",
     "wrong_content_range",
     "extra_bytes",
     "drop",
@@ -144,6 +145,11 @@ class Fault:
     def ignore_range(cls) -> Fault:
         """Answer 200 with the full body even if the request has a Range."""
         return cls("ignore_range")
+
+    @classmethod
+    def ignore_if_range(cls) -> Fault:
+        """Honour Range even when If-Range no longer matches (a broken cache or server)."""
+        return cls("ignore_if_range")
 
     @classmethod
     def wrong_content_range(cls, shift: int) -> Fault:
@@ -422,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
         range_header = self.headers.get("Range")
         if route.ranges and range_header is not None and kind != "ignore_range":
             if_range = self.headers.get("If-Range")
-            if if_range is None or _if_range_matches(if_range, route):
+            if if_range is None or kind == "ignore_if_range" or _if_range_matches(if_range, route):
                 rng = _parse_range(range_header, size)
 
         status = 200

@@ -809,3 +809,9 @@ def test_context_manager() -> None:
             s.trust_env = False
             assert s.get(srv.url("/a")).content == b"x"
     assert "stopped" in repr(srv)
+
+
+def test_ignore_if_range_serves_the_new_version_partially(server: FaultServer) -> None:
+    server.add("/v", b"0123456789", faults=[Fault.ignore_if_range()])
+    resp = requests.get(server.url("/v"), headers={"Range": "bytes=4-", "If-Range": '"old"'})
+    assert resp.status_code == 206 and resp.content == b"456789"

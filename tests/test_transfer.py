@@ -368,3 +368,32 @@ def test_small_file_leaves_no_record_when_it_completes(server: FaultServer, dest
     server.add("/s.bin", b"s" * 1000)
     assert only(run([server.url("/s.bin")], dest)).status is Status.OK
     assert os.listdir(dest) == ["s.bin"]
+
+
+def test_changed_version_behind_a_206_is_not_mixed_in(server: FaultServer, dest: Path) -> None:
+    server.add("/a.bin", BIG, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    assert only(run([server.url("/a.bin")], dest, retries=0)).status is Status.FAILED
+    new = BIG[::-1]
+    server.set_body("/a.bin", new)
+    server.add_faults("/a.bin", Fault.ignore_if_range())  # 206 of the new version
+    result = only(run([server.url("/a.bin")], dest))
+    assert result.status is Status.OK and result.resumed_from == 0
+    assert (dest / "a.bin").read_bytes() == new
+    assert "range" not in server.requests_for("/a.bin")[-1].headers  # started over
+
+
+def test_last_modified_validates_resume_without_etag(server: FaultServer, dest: Path) -> None:
+    old_date, new_date = "Mon, 02 Nov 2026 10:00:00 GMT", "Tue, 03 Nov 2026 10:00:00 GMT"
+    server.add("/a.bin", BIG, etag=None, last_modified=old_date, faults=[Fault.truncate(300_000)])
+    assert only(run([server.url("/a.bin")], dest, retries=0)).status is Status.FAILED
+    assert server.requests_for("/a.bin")[-1].headers.get("if-range") is None
+    # same version: resumed with If-Range carrying the date
+    server.add_faults("/a.bin", Fault.truncate(100_000))
+    assert only(run([server.url("/a.bin")], dest, retries=0)).status is Status.FAILED
+    assert server.requests_for("/a.bin")[-1].headers["if-range"] == old_date
+    # a new version behind a 206 is caught by its Last-Modified
+    new = BIG[::-1]
+    server.set_body("/a.bin", new, etag=None, last_modified=new_date)
+    server.add_faults("/a.bin", Fault.ignore_if_range())
+    result = only(run([server.url("/a.bin")], dest))
+    assert result.status is Status.OK and (dest / "a.bin").read_bytes() == new
