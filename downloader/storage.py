@@ -21,6 +21,7 @@ from pathlib import Path
 from .errors import LocalFileError, UsageError
 from .naming import PART_SUFFIX, RECORD_SUFFIX, RelPath
 
+_TMP = ".tmp"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -38,9 +39,12 @@ class ResumeRecord:
 
 
 def record_name(name: str) -> str:
-    """The resume record's file name: ``NAME.part.pdl``, or a hashed name if that is too long."""
+    """The resume record's file name: ``NAME.part.pdl``, or a hashed name if that is too long.
+
+    Either way ``record_name(name) + ".tmp"``, written first, fits 255 bytes.
+    """
     plain = name + RECORD_SUFFIX
-    if len(plain.encode("utf-8")) <= 255:
+    if len((plain + _TMP).encode("utf-8")) <= 255:
         return plain
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f".{digest}{RECORD_SUFFIX}"
@@ -139,7 +143,8 @@ class Folder:
 
     def read_record(self, name: str) -> ResumeRecord | None:
         try:
-            fd = os.open(record_name(name), os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd)
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # no FIFO waits
+            fd = os.open(record_name(name), flags, dir_fd=self.fd)
         except OSError:
             return None
         try:
@@ -156,7 +161,7 @@ class Folder:
     def write_record(self, name: str, record: ResumeRecord) -> None:
         """Write the record beside the partial (via a temporary name and an atomic rename)."""
         final = record_name(name)
-        tmp = final + ".tmp" if len(final.encode()) <= 251 else ".pdl-record.tmp"
+        tmp = final + _TMP
         data = json.dumps(asdict(record)).encode()
         try:
             self.remove(tmp)

@@ -397,3 +397,13 @@ def test_last_modified_validates_resume_without_etag(server: FaultServer, dest: 
     server.add_faults("/a.bin", Fault.ignore_if_range())
     result = only(run([server.url("/a.bin")], dest))
     assert result.status is Status.OK and (dest / "a.bin").read_bytes() == new
+
+
+def test_longest_names_resume_too(server: FaultServer, dest: Path) -> None:
+    name = "n" * 246 + ".bin"  # 250 bytes: NAME.part fits 255, NAME.part.pdl does not
+    server.add(f"/{name}", BIG, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    assert only(run([server.url(f"/{name}")], dest, retries=0)).status is Status.FAILED
+    assert len(os.listdir(dest)) == 2  # the partial and its (hashed) record
+    result = only(run([server.url(f"/{name}")], dest))
+    assert result.status is Status.OK and result.resumed_from > 0
+    assert os.listdir(dest) == [name] and (dest / name).read_bytes() == BIG
