@@ -186,6 +186,7 @@ class Tally:
         self._results: list[Result] = []
         self._counts = Counts()
         self._claimed = HashSet64()
+        self._companion_like = False  # has any claimed name the form of a .part or record?
 
     def claim(self, rel: RelPath, taken: Callable[[RelPath], bool] | None = None) -> RelPath:
         """Reserve ``rel`` for this run, or the first free ``name.N.ext`` after it.
@@ -203,15 +204,17 @@ class Tally:
                     continue
                 free = None if taken is None else lambda: not taken(candidate)  # noqa: B023
                 if self._claimed.add(key, free):
+                    self._companion_like |= key.endswith(COMPANIONS)
                     return candidate
                 n += 1
 
     def _clashes_with_companions(self, key: str) -> bool:
         """``a.bin.part`` may not be claimed next to ``a.bin``, nor the other way round."""
         for suffix in COMPANIONS:
-            if key + suffix in self._claimed:
-                return True
             if key.endswith(suffix) and key[: -len(suffix)] in self._claimed:
+                return True
+            # (only worth hashing when some claimed name looks like a companion)
+            if self._companion_like and key + suffix in self._claimed:
                 return True
         return False
 

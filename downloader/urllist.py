@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import select
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +18,8 @@ from .naming import check_relative
 from .options import Checksum, EntryOptions, parse_checksum
 from .results import HashSet64
 
+STREAM_PAUSE = 0.2
+"""Seconds of silence on a piped list after which a pending entry starts."""
 STDIN = "-"
 STDIN_NAME = "<stdin>"
 ARGS_NAME = "<args>"
@@ -135,10 +141,24 @@ class _Pending:
         return _build(self.url, self.raw, self.source)
 
 
-def parse_lines(lines: Iterable[bytes | str], name: str, first_line: int = 1) -> Iterator[Item]:
-    """Entries and bad lines of one list, lazily, in order. ``name`` is used in ``FILE:LINE``."""
+def parse_lines(
+    lines: Iterable[bytes | str | None], name: str, first_line: int = 1
+) -> Iterator[Item]:
+    """Entries and bad lines of one list, lazily, in order. ``name`` is used in ``FILE:LINE``.
+
+    An entry is given out once the next entry line (or the end) shows that no more
+    option lines follow; a ``None`` among the lines (the source paused) gives it
+    out at once.
+    """
     pending: _Pending | None = None
-    for number, raw in enumerate(lines, first_line):
+    number = first_line - 1
+    for raw in lines:
+        if raw is None:
+            if pending is not None:
+                yield pending.finish()
+                pending = None
+            continue
+        number += 1
         source = f"{name}:{number}"
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
@@ -187,13 +207,42 @@ def _read_lines(stream: BinaryIO) -> Iterator[bytes]:
         yield line
 
 
+def _read_stream(stream: BinaryIO, pause: float = STREAM_PAUSE) -> Iterator[bytes | None]:
+    """Lines of a pipe or terminal, with ``None`` whenever it has been silent for ``pause`` s.
+
+    So ``producer | pdl fetch`` starts each URL as soon as it is written, not
+    when the next one arrives. Streams without a descriptor are read plainly.
+    """
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        yield from _read_lines(stream)
+        return
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        yield from _read_lines(stream)
+        return
+    tail = b""
+    while True:
+        if not select.select([fd], [], [], pause)[0]:
+            yield None
+            select.select([fd], [], [])
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            if tail:
+                yield tail
+            return
+        *lines, tail = (tail + chunk).split(b"\n")
+        for line in lines:
+            yield line + b"\n"
+
+
 def iter_sources(sources: Iterable[str], stdin: BinaryIO | None = None) -> Iterator[Item]:
     """Items of every source in order: a list file, ``-`` (standard input) or a direct URL."""
     for index, source in enumerate(sources, 1):
         if source == STDIN:
             if stdin is None:
                 raise UsageError("'-' given but there is no standard input")
-            yield from parse_lines(_read_lines(stdin), STDIN_NAME)
+            yield from parse_lines(_read_stream(stdin), STDIN_NAME)
         elif "://" in source:
             yield from parse_lines([source], ARGS_NAME, first_line=index)
         else:

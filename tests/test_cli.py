@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -295,3 +296,27 @@ def test_interrupt_while_reading_a_pipe_that_stays_open(server: FaultServer, des
         proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted" in err and (dest / "slow.bin.part").exists()
+
+
+def test_a_piped_url_starts_before_the_next_line_arrives(server: FaultServer, dest: Path) -> None:
+    server.add("/first.bin", b"1")
+    env = {**os.environ, "NO_PROXY": "*"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "downloader", "fetch", "-d", str(dest)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(server.url("/first.bin") + "\n")
+        proc.stdin.flush()
+        # the path comes while stdin is still open (no next line, no end of the list)
+        assert select.select([proc.stdout], [], [], 10)[0], "the URL did not start"
+        assert proc.stdout.readline() == f"{dest / 'first.bin'}\n"
+        proc.communicate(timeout=10)  # closes stdin: the end of the list
+    finally:
+        proc.kill()
+    assert proc.returncode == 0

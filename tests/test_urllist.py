@@ -505,3 +505,12 @@ def test_parse_lines_a_bad_line_is_also_yielded_early() -> None:
     bad = next(items)
     assert isinstance(bad, BadLine)
     assert bad.source == "big.txt:1"
+
+
+def test_a_pause_in_the_source_gives_out_the_pending_entry() -> None:
+    lines: list[bytes | None] = [b"https://example.org/a\n", None, b"https://example.org/b\n"]
+    items = parse_lines(lines, "<stdin>")
+    first = next(items)  # out at the pause, before the next line is read
+    assert isinstance(first, Entry) and first.source == "<stdin>:1"
+    second = next(items)
+    assert isinstance(second, Entry) and second.source == "<stdin>:2"  # pauses are not lines
