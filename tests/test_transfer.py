@@ -407,3 +407,13 @@ def test_longest_names_resume_too(server: FaultServer, dest: Path) -> None:
     result = only(run([server.url(f"/{name}")], dest))
     assert result.status is Status.OK and result.resumed_from > 0
     assert os.listdir(dest) == [name] and (dest / name).read_bytes() == BIG
+
+
+@pytest.mark.parametrize(("hops", "ok"), [(10, True), (11, False)])
+def test_at_most_ten_redirects(server: FaultServer, dest: Path, hops: int, ok: bool) -> None:
+    for i in range(hops):
+        server.redirect(f"/r/{i}", f"/r/{i + 1}")
+    server.add(f"/r/{hops}", b"end")
+    result = only(run([server.url("/r/0")], dest))
+    assert (result.status is Status.OK) is ok
+    assert ((dest / "0").exists()) is ok
