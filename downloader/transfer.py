@@ -1,8 +1,8 @@
 """One entry -> one file: request, validated resume, stream to ``.part``, verify, rename.
 
-This is the only module that talks HTTP. It translates ``requests``/``urllib3``
-and ``OSError`` failures into :mod:`downloader.errors` in one place
-(:func:`_translated`), and returns every outcome as a :class:`Result`.
+This is the only module that makes requests. Failures of ``requests``/``urllib3``
+and the socket become :mod:`downloader.errors` in one place
+(:func:`downloader.wire.translated`); every outcome is returned as a :class:`Result`.
 """
 
 from __future__ import annotations
@@ -10,20 +10,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import requests
-import urllib3.exceptions
 
 from .cancel import CancelToken
 from .errors import (
     Cancelled,
     ChecksumMismatch,
-    ConnectionFailed,
     HTTPStatusError,
     LocalFileError,
     RangeMismatch,
@@ -37,6 +34,7 @@ from .results import Result, Status, redact, redact_text
 from .retry import RetryPolicy, RetryState, parse_retry_after
 from .storage import Folder, ResumeRecord, local_error, open_folder
 from .urllist import Entry
+from .wire import parse_content_range, translated, validator_of
 
 CHUNK_SIZE = 256 * 1024
 HASH_BLOCK = 1024 * 1024
@@ -62,81 +60,6 @@ class Context:
     claim: Callable[[RelPath], RelPath]
     proxies_for: Callable[[str], dict[str, str | None] | None]
     notify: Callable[[str], None]
-
-
-class ContentRange(NamedTuple):
-    start: int | None
-    end: int | None
-    total: int | None
-
-
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
-
-
-def parse_content_range(value: str | None) -> ContentRange | None:
-    """``"bytes 100-199/1000"`` -> (100, 199, 1000); ``"bytes */1000"`` -> (None, None, 1000)."""
-    if not value:
-        return None
-    match = _CONTENT_RANGE.match(value)
-    if not match:
-        return None
-    start, end, total = match.groups()
-    parsed = ContentRange(
-        int(start) if start else None,
-        int(end) if end else None,
-        int(total) if total != "*" else None,
-    )
-    if parsed.start is not None and parsed.end is not None and parsed.end < parsed.start:
-        return None
-    return parsed
-
-
-def validator_of(headers: requests.structures.CaseInsensitiveDict[str]) -> str | None:
-    """The strong validator for ``If-Range``: a strong ETag, else Last-Modified."""
-    etag = headers.get("ETag")
-    if etag and not etag.startswith("W/"):
-        return etag
-    return headers.get("Last-Modified")
-
-
-@contextlib.contextmanager
-def _translated(where: Callable[[], str]) -> Iterator[None]:
-    """Turn library and OS exceptions into :class:`TransferError` (the one place it happens).
-
-    ``where`` tells, when called at failure time, how far the transfer had got.
-    """
-    try:
-        yield
-    except TransferError:
-        raise
-    except requests.exceptions.SSLError as exc:
-        raise TransferError(f"TLS error: {_short(exc)}", retryable=False) from None
-    except requests.exceptions.TooManyRedirects:
-        raise TransferError("too many redirects (more than 10)", retryable=False) from None
-    except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
-        raise TransferError(f"redirect to a URL pdl cannot fetch: {_short(exc)}") from None
-    except requests.exceptions.InvalidURL as exc:
-        raise TransferError(f"invalid URL: {_short(exc)}") from None
-    except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
-        raise ConnectionFailed(f"timed out {where()}") from None
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise ConnectionFailed(f"{_short(exc)} ({where()})") from None
-
-
-def _short(exc: BaseException) -> str:
-    """The innermost reason of a requests/urllib3 error, without pool and errno noise."""
-    reason: BaseException = exc
-    for _ in range(8):
-        inner = getattr(reason, "reason", None)
-        if not isinstance(inner, BaseException) and reason.args:
-            inner = reason.args[0]
-        if not isinstance(inner, BaseException) or inner is reason:
-            break
-        reason = inner
-    text = str(reason)
-    text = re.sub(r"^<?[\w.]*Connection(?:Pool)?\b[^:]*?: ", "", text)
-    text = re.sub(r"\[Errno -?\d+\] ", "", text)
-    return text if len(text) < 200 else text[:197] + "..."
 
 
 class _Plan(NamedTuple):
@@ -296,7 +219,7 @@ class _Download:
 
     def _request(self, headers: dict[str, str], *, ranged: bool = False) -> requests.Response:
         timeout = self.ctx.options.timeout
-        with _translated(lambda: "while connecting"):
+        with translated(lambda: "while connecting"):
             resp = self.ctx.session.get(
                 self.url,
                 headers=headers,
@@ -430,7 +353,7 @@ class _Download:
         update = hasher.update if hasher is not None else None
         raw = resp.raw
         written = 0
-        with cancel.watching(raw), _translated(lambda: f"after {offset + written} bytes"):
+        with cancel.watching(raw), translated(lambda: f"after {offset + written} bytes"):
             while chunk := raw.read1(CHUNK_SIZE, decode_content=False):
                 if cancel.is_set():
                     raise Cancelled("interrupted")

@@ -12,7 +12,8 @@ import pytest
 
 from downloader import Report, Status, fetch
 from downloader.storage import ResumeRecord, open_folder, record_name
-from downloader.transfer import CHUNK_SIZE, parse_content_range
+from downloader.transfer import CHUNK_SIZE
+from downloader.wire import parse_content_range
 from tests.conftest import RecordingReporter
 from tests.server import Fault, FaultServer
 
