@@ -72,6 +72,10 @@ def make_session(options: Options, routes: ProxyRoutes) -> requests.Session:
     for name, value in options.headers:
         session.headers[name] = value
     session.verify = options.verify
+    if session.verify is True:  # as requests does with trust_env, which is off here
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            session.verify = bundle
     session.max_redirects = 10
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
     session.mount("http://", adapter)

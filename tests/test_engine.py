@@ -10,7 +10,8 @@ import pytest
 
 from downloader import Status, fetch
 from downloader.cancel import CancelToken
-from downloader.engine import IN_FLIGHT_PER_JOB, ProxyRoutes
+from downloader.engine import IN_FLIGHT_PER_JOB, ProxyRoutes, make_session
+from downloader.options import Options
 from tests.conftest import RecordingReporter
 from tests.server import Fault, FaultServer, wait_until
 
@@ -171,3 +172,12 @@ def test_proxy_from_the_environment_is_used(
         assert len(proxy.requests) == 1  # no_proxy went direct
     finally:
         proxy.stop()
+
+
+def test_ca_bundle_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/env/ca.pem")
+    assert make_session(Options(), ProxyRoutes()).verify == "/env/ca.pem"
+    assert make_session(Options(ca_bundle=tmp_path / "x.pem"), ProxyRoutes()).verify == str(
+        tmp_path / "x.pem"
+    )
+    assert make_session(Options(insecure=True), ProxyRoutes()).verify is False
