@@ -76,6 +76,7 @@ class _Download:
         self.url = job.entry.url
         self.rel = job.rel
         self.checked_existing = False
+        self.began_partial = False  # this download wrote a partial from byte 0
         self.http_status: int | None = None
         self.resumed_from = 0
         self.received = 0
@@ -145,8 +146,10 @@ class _Download:
                 return Status.SKIPPED
             plan = self._plan(folder)
             headers = {}
-            if plan.offset and plan.record and plan.record.validator:
-                headers = {"Range": f"bytes={plan.offset}-", "If-Range": plan.record.validator}
+            if plan.offset and plan.record:
+                headers = {"Range": f"bytes={plan.offset}-"}
+                if plan.record.validator:
+                    headers["If-Range"] = plan.record.validator
             with contextlib.closing(self._request(headers, ranged=bool(headers))) as resp:
                 self._receive(folder, resp, plan)
         return Status.OK
@@ -200,12 +203,19 @@ class _Download:
             return _Plan(0, None)
         size = folder.size(name + ".part") if kind == "file" else 0
         record = folder.read_record(name)
+        # Without a validator a partial is only trusted when this download began it
+        # moments ago, or when a checksum will prove the whole file anyway.
+        vouched = record is not None and (
+            record.validator is not None
+            or self.began_partial
+            or self.job.entry.options.checksum is not None
+        )
         usable = (
             self.ctx.options.resume
             and size > 0
+            and vouched
             and record is not None
             and record.url_sha256 == ResumeRecord.url_hash(self.url)
-            and record.validator is not None
             and (record.length is None or size <= record.length)
         )
         if usable and record is not None:
@@ -250,6 +260,7 @@ class _Download:
                 folder.write_record(name, record)
                 record, recorded = None, True
         fd = folder.open_part(name, offset)
+        self.began_partial = self.began_partial or offset == 0
         try:
             hasher = self._seeded_hasher(folder, name, offset)
             size = offset

@@ -418,3 +418,29 @@ def test_at_most_ten_redirects(server: FaultServer, dest: Path, hops: int, ok: b
     result = only(run([server.url("/r/0")], dest))
     assert (result.status is Status.OK) is ok
     assert ((dest / "0").exists()) is ok
+
+
+def test_no_validator_resumes_within_the_run_but_not_across_runs(
+    server: FaultServer, dest: Path
+) -> None:
+    server.add("/n.bin", BIG, etag=None, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    result = only(run([server.url("/n.bin")], dest))
+    assert result.status is Status.OK and result.resumed_from > 0
+    retry = server.requests_for("/n.bin")[1]
+    assert retry.headers["range"].startswith("bytes=") and "if-range" not in retry.headers
+    assert (dest / "n.bin").read_bytes() == BIG
+
+    server.add_faults("/n.bin", Fault.truncate(CHUNK_SIZE * 3))
+    assert only(run([server.url("/n.bin")], dest / "again", retries=0)).status is Status.FAILED
+    later = only(run([server.url("/n.bin")], dest / "again"))
+    assert later.status is Status.OK and later.resumed_from == 0  # cannot prove the version
+    assert "range" not in server.requests_for("/n.bin")[-1].headers
+
+
+def test_no_validator_but_a_checksum_resumes_across_runs(server: FaultServer, dest: Path) -> None:
+    server.add("/n.bin", BIG, etag=None, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    line = f"{server.url('/n.bin')} checksum=sha-256={sha256(BIG)}"
+    assert only(run([line], dest, retries=0)).status is Status.FAILED
+    result = only(run([line], dest))
+    assert result.status is Status.OK and result.resumed_from > 0  # the checksum proves it
+    assert (dest / "n.bin").read_bytes() == BIG
