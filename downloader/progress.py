@@ -145,12 +145,14 @@ class ResultWriter(NullReporter):
         self._lock = threading.Lock()
         self._closed = False
 
-    def _emit(self, line: str, flush: bool = True) -> None:
+    def _emit(self, line: str | None, flush: bool = True) -> None:
+        """Write ``line`` (None: nothing, just flush); after a broken pipe, nothing at all."""
         with self._lock:
             if self._closed:
                 return
             try:
-                self._stream.write(line + "\n")
+                if line is not None:
+                    self._stream.write(line + "\n")
                 if flush:
                     self._stream.flush()
             except BrokenPipeError:
@@ -173,16 +175,7 @@ class ResultWriter(NullReporter):
         self._emit(line, flush=False)
 
     def run_finished(self, report: Report) -> None:
-        self._emit_flush()
-
-    def _emit_flush(self) -> None:
-        with self._lock:
-            if not self._closed:
-                try:
-                    self._stream.flush()
-                except BrokenPipeError:
-                    self._closed = True
-                    _silence(self._stream)
+        self._emit(None)
 
 
 def _silence(stream: TextIO) -> None:

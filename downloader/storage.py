@@ -74,23 +74,21 @@ class Folder:
 
     def kind(self, name: str) -> str | None:
         """``"file"``, ``"dir"``, ``"link"``, ``"other"`` or None when nothing is there."""
+        return self.look(name)[0]
+
+    def look(self, name: str) -> tuple[str | None, int]:
+        """What is at ``name`` (as :meth:`kind`) and its size, from one ``lstat``."""
         try:
             st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
         except FileNotFoundError:
-            return None
+            return None, 0
         except OSError as exc:
             raise local_error(exc, self._show(name)) from None
         if stat.S_ISREG(st.st_mode):
-            return "file"
+            return "file", st.st_size
         if stat.S_ISDIR(st.st_mode):
-            return "dir"
-        return "link" if stat.S_ISLNK(st.st_mode) else "other"
-
-    def size(self, name: str) -> int:
-        try:
-            return os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_size
-        except FileNotFoundError:
-            return 0
+            return "dir", st.st_size
+        return ("link" if stat.S_ISLNK(st.st_mode) else "other"), st.st_size
 
     def _show(self, name: str) -> str:
         return f"{self.display}/{name}" if self.display not in ("", ".") else name

@@ -198,27 +198,26 @@ class _Download:
         """How much of an existing ``.part`` may be kept: only what a record vouches for."""
         assert self.rel is not None
         name = self.rel[-1]
-        kind = folder.kind(name + ".part")
+        kind, size = folder.look(name + PART_SUFFIX)
         if kind is None:
             return _Plan(0, None)
-        size = folder.size(name + ".part") if kind == "file" else 0
+        if kind != "file":
+            size = 0
         record = folder.read_record(name)
-        # Without a validator a partial is only trusted when this download began it
-        # moments ago, or when a checksum will prove the whole file anyway.
-        vouched = record is not None and (
-            record.validator is not None
-            or self.began_partial
-            or self.job.entry.options.checksum is not None
-        )
-        usable = (
-            self.ctx.options.resume
+        if (
+            record is not None
+            and self.ctx.options.resume
             and size > 0
-            and vouched
-            and record is not None
             and record.url_sha256 == ResumeRecord.url_hash(self.url)
             and (record.length is None or size <= record.length)
-        )
-        if usable and record is not None:
+            # Without a validator a partial is only trusted when this download began
+            # it moments ago, or when a checksum will prove the whole file anyway.
+            and (
+                record.validator is not None
+                or self.began_partial
+                or self.job.entry.options.checksum is not None
+            )
+        ):
             return _Plan(size, record)
         if size and self.ctx.options.resume:
             self.ctx.notify(f"not resuming {name}.part: no matching resume record; starting over")
@@ -265,7 +264,7 @@ class _Download:
             hasher = self._seeded_hasher(folder, name, offset)
             size = offset
             if resp.status_code != 416:
-                size += self._stream(resp, fd, hasher, offset, total)
+                size += self._stream(resp, fd, name, hasher, offset, total)
             if total is not None and size != total:
                 raise ShortBody(f"got {size} of {total} bytes; will resume")
         except TransferError:
@@ -353,13 +352,14 @@ class _Download:
         self,
         resp: requests.Response,
         fd: int,
+        name: str,
         hasher: hashlib._Hash | None,
         offset: int,
         total: int | None,
     ) -> int:
         """Copy the body to ``fd``; returns the bytes written."""
         progress = self.ctx.progress
-        progress.begin(self.rel[-1] if self.rel else "", total, offset)
+        progress.begin(name, total, offset)
         cancel = self.ctx.cancel
         update = hasher.update if hasher is not None else None
         raw = resp.raw
@@ -373,9 +373,7 @@ class _Download:
                     try:
                         n = os.write(fd, view)
                     except OSError as exc:
-                        raise local_error(
-                            exc, f"writing {self.rel[-1] if self.rel else ''}"
-                        ) from None
+                        raise local_error(exc, f"writing {name}{PART_SUFFIX}") from None
                     view = view[n:]
                 if update is not None:
                     update(chunk)

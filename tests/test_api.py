@@ -80,7 +80,9 @@ def test_prints_nothing_unless_asked(
     server: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server.add("/a", b"a", faults=[Fault.status(503)])
-    fetch([server.url("/a"), server.url("/missing")], dest=tmp_path, retry_wait=0)
+    report = fetch([server.url("/a"), server.url("/missing")], dest=tmp_path, retry_wait=0)
+    # a retry, a success and a failure happened, and none of it was printed
+    assert (report.counts.ok, report.counts.failed, report.counts.retries) == (1, 1, 1)
     assert capsys.readouterr() == ("", "")
 
 
