@@ -1,8 +1,9 @@
 """One entry -> one file: request, validated resume, stream to ``.part``, verify, rename.
 
-This is the only module that makes requests. Failures of ``requests``/``urllib3``
-and the socket become :mod:`downloader.errors` in one place
-(:func:`downloader.wire.translated`); every outcome is returned as a :class:`Result`.
+This is the only module that makes requests (through the worker's
+:class:`~downloader.client.Client`). Failures of ``urllib3`` and the socket become
+:mod:`downloader.errors` in one place (:func:`downloader.wire.translated`); every
+outcome is returned as a :class:`Result`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import requests
-
 from .cancel import CancelToken
+from .client import Client, Response, finish
 from .errors import (
     Cancelled,
     ChecksumMismatch,
@@ -54,11 +54,10 @@ class Context:
     """The collaborators of a transfer, owned by the worker thread that runs it."""
 
     options: Options
-    session: requests.Session
+    client: Client
     cancel: CancelToken
     progress: TransferProgress
     claim: Callable[[RelPath], RelPath]
-    proxies_for: Callable[[str], dict[str, str | None] | None]
     notify: Callable[[str], None]
 
 
@@ -131,7 +130,7 @@ class _Download:
 
     def _attempt(self) -> Status:
         if self.rel is None:
-            with contextlib.closing(self._request({})) as resp:
+            with self._request({}) as resp:
                 self.rel = self._name_from(resp)
                 with self._folder() as folder:
                     if self._skip_existing(folder):
@@ -150,7 +149,7 @@ class _Download:
                 headers = {"Range": f"bytes={plan.offset}-"}
                 if plan.record.validator:
                     headers["If-Range"] = plan.record.validator
-            with contextlib.closing(self._request(headers, ranged=bool(headers))) as resp:
+            with self._request(headers, ranged=bool(headers)) as resp:
                 self._receive(folder, resp, plan)
         return Status.OK
 
@@ -161,7 +160,7 @@ class _Download:
         dest = self.ctx.options.dest
         return open_folder(dest, self.rel[:-1], str(dest))
 
-    def _name_from(self, resp: requests.Response) -> RelPath:
+    def _name_from(self, resp: Response) -> RelPath:
         header = resp.headers.get("Content-Disposition")
         name = name_from_content_disposition(header) if header else None
         rel = with_name(self.job.fallback, name) if name else self.job.fallback
@@ -226,24 +225,21 @@ class _Download:
 
     # -- HTTP ---------------------------------------------------------------
 
-    def _request(self, headers: dict[str, str], *, ranged: bool = False) -> requests.Response:
-        timeout = self.ctx.options.timeout
-        with translated(lambda: "while connecting"):
-            resp = self.ctx.session.get(
-                self.url,
-                headers=headers,
-                stream=True,
-                timeout=(timeout, timeout),
-                proxies=self.ctx.proxies_for(self.url),  # type: ignore[arg-type]  # None: direct
-            )
-        self.http_status = resp.status_code
-        if not (200 <= resp.status_code < 300 or (ranged and resp.status_code == 416)):
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            resp.close()
-            raise HTTPStatusError(resp.status_code, resp.reason or "", retry_after)
-        return resp
+    @contextlib.contextmanager
+    def _request(self, headers: dict[str, str], *, ranged: bool = False) -> Iterator[Response]:
+        """The response to a GET of the entry's URL; its connection is given back after."""
+        resp = self.ctx.client.get(self.url, headers)
+        try:
+            self.http_status = resp.status
+            if not (200 <= resp.status < 300 or (ranged and resp.status == 416)):
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                raise HTTPStatusError(resp.status, resp.reason or "", retry_after)
+            yield resp
+        finally:
+            with self.ctx.cancel.watching(resp):
+                finish(resp, drain=not 200 <= resp.status < 300)
 
-    def _receive(self, folder: Folder, resp: requests.Response, plan: _Plan) -> None:
+    def _receive(self, folder: Folder, resp: Response, plan: _Plan) -> None:
         assert self.rel is not None
         name = self.rel[-1]
         offset, total = self._check_response(folder, resp, plan)
@@ -251,7 +247,7 @@ class _Download:
         # read, so theirs is written only if the transfer stops part-way.
         record = None
         recorded = offset > 0  # a resumed partial came with its record
-        if offset == 0 and resp.status_code != 416:
+        if offset == 0 and resp.status != 416:
             record = ResumeRecord(
                 ResumeRecord.url_hash(self.url), validator_of(resp.headers), total
             )
@@ -263,7 +259,7 @@ class _Download:
         try:
             hasher = self._seeded_hasher(folder, name, offset)
             size = offset
-            if resp.status_code != 416:
+            if resp.status != 416:
                 size += self._stream(resp, fd, name, hasher, offset, total)
             if total is not None and size != total:
                 raise ShortBody(f"got {size} of {total} bytes; will resume")
@@ -290,16 +286,16 @@ class _Download:
             )
 
     def _check_response(
-        self, folder: Folder, resp: requests.Response, plan: _Plan
+        self, folder: Folder, resp: Response, plan: _Plan
     ) -> tuple[int, int | None]:
         """The offset the body starts at and the full size, or RangeMismatch (partial dropped)."""
         assert self.rel is not None
         name = self.rel[-1]
         record = plan.record
-        if plan.offset and resp.status_code in (206, 416):
+        if plan.offset and resp.status in (206, 416):
             cr = parse_content_range(resp.headers.get("Content-Range"))
             expected = record.length if record else None
-            if resp.status_code == 416:
+            if resp.status == 416:
                 if cr and cr.total == plan.offset and expected in (None, plan.offset):
                     return plan.offset, plan.offset
                 problem = "server refused the range"
@@ -315,9 +311,9 @@ class _Download:
                 return plan.offset, cr.total
             folder.discard_partial(name)
             raise RangeMismatch(f"cannot resume {name}: {problem}; starting over")
-        if resp.status_code == 206 or resp.status_code == 416:
+        if resp.status == 206 or resp.status == 416:
             folder.discard_partial(name)
-            raise RangeMismatch(f"unexpected HTTP {resp.status_code} to a plain request")
+            raise RangeMismatch(f"unexpected HTTP {resp.status} to a plain request")
         if plan.offset:
             self.ctx.notify(f"server sent the whole file again; restarting {name}")
             folder.discard_partial(name)
@@ -326,7 +322,7 @@ class _Download:
         return 0, total
 
     @staticmethod
-    def _version_changed(resp: requests.Response, record: ResumeRecord | None) -> bool:
+    def _version_changed(resp: Response, record: ResumeRecord | None) -> bool:
         """A 206 whose ETag (or Last-Modified) differs from the partial's: another version."""
         if not (record and record.validator):
             return False
@@ -350,7 +346,7 @@ class _Download:
 
     def _stream(
         self,
-        resp: requests.Response,
+        resp: Response,
         fd: int,
         name: str,
         hasher: hashlib._Hash | None,
@@ -362,10 +358,9 @@ class _Download:
         progress.begin(name, total, offset)
         cancel = self.ctx.cancel
         update = hasher.update if hasher is not None else None
-        raw = resp.raw
         written = 0
-        with cancel.watching(raw), translated(lambda: f"after {offset + written} bytes"):
-            while chunk := raw.read1(CHUNK_SIZE, decode_content=False):
+        with cancel.watching(resp), translated(lambda: f"after {offset + written} bytes"):
+            while chunk := resp.read1(CHUNK_SIZE, decode_content=False):
                 if cancel.is_set():
                     raise Cancelled("interrupted")
                 view = memoryview(chunk)
