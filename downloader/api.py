@@ -10,7 +10,16 @@ from pathlib import Path
 from .cancel import CancelToken
 from .engine import Engine
 from .errors import BadLine
-from .options import DEFAULT_USER_AGENT, OnExist, Options, parse_header, parse_on_exist
+from .options import (
+    DEFAULT_SPLIT_MIN_SIZE,
+    DEFAULT_USER_AGENT,
+    OnExist,
+    Options,
+    parse_header,
+    parse_on_exist,
+    parse_rate,
+    parse_size,
+)
 from .progress import Reporter, combine, standard_reporter
 from .results import Report, Tally
 from .storage import make_dest
@@ -51,6 +60,10 @@ def fetch(
     insecure: bool = False,
     ca_bundle: str | Path | None = None,
     dry_run: bool = False,
+    limit_rate: int | str | None = None,
+    per_host: int | None = None,
+    split: int = 1,
+    split_min_size: int | str = DEFAULT_SPLIT_MIN_SIZE,
     json: bool = False,
     quiet: bool = False,
     progress: bool = False,
@@ -69,6 +82,9 @@ def fetch(
     entry to stdout, ``progress=True`` draws bars on stderr, ``verbose=True``
     reports failures, retries and resumes on stderr, ``quiet=True`` silences
     stderr; ``no_resume=True`` is ``resume=False``, as on the command line.
+    ``limit_rate`` (bytes a second, or ``"500K"``) caps the total rate, ``per_host``
+    the transfers to one host at a time, and ``split`` the ranged connections of one
+    file of at least ``split_min_size`` bytes (or ``"32M"``).
     A failed download is a result with ``status == "failed"``, never an exception;
     bad arguments raise :class:`UsageError`. With ``keep_results=False`` only failed
     results are kept in the report (for lists of millions of entries). On Ctrl-C the
@@ -91,6 +107,12 @@ def fetch(
         insecure=insecure,
         ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,
         dry_run=dry_run,
+        limit_rate=parse_rate(limit_rate) if isinstance(limit_rate, str) else limit_rate,
+        per_host=per_host,
+        split=split,
+        split_min_size=(
+            parse_size(split_min_size) if isinstance(split_min_size, str) else split_min_size
+        ),
     )
     shown = standard_reporter(
         stdout=sys.stdout,

@@ -15,7 +15,15 @@ import click
 
 from .api import fetch as api_fetch
 from .errors import UsageError
-from .options import DEFAULT_USER_AGENT, MAX_JOBS, OnExist, parse_header
+from .options import (
+    DEFAULT_USER_AGENT,
+    MAX_JOBS,
+    MAX_SPLIT,
+    OnExist,
+    parse_header,
+    parse_rate,
+    parse_size,
+)
 from .progress import standard_reporter
 from .results import Report, summary_lines
 from .urllist import STDIN, Item, iter_sources
@@ -30,6 +38,22 @@ Examples:
   cat urls.txt | pdl fetch --json | jq -r 'select(.status=="failed").url'
   pdl fetch https://example.org/a.iso https://example.org/b.iso
 """
+
+
+class SizeType(click.ParamType):  # type: ignore[type-arg]
+    """``32M`` -> bytes (or a rate, ``500K`` or ``500K/s``), or a clean usage error."""
+
+    def __init__(self, *, rate: bool = False) -> None:
+        self.rate = rate
+        self.name = "RATE" if rate else "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_rate(str(value)) if self.rate else parse_size(str(value))
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class HeaderType(click.ParamType):  # type: ignore[type-arg]
@@ -167,6 +191,33 @@ def main() -> None:
     help="Name files from the server's Content-Disposition header.",
 )
 @click.option(
+    "--limit-rate",
+    type=SizeType(rate=True),
+    show_default="none",
+    help="Total download rate across all jobs, e.g. 500K, 10M, 1G (K=1024 bytes/s).",
+)
+@click.option(
+    "--per-host",
+    type=click.IntRange(1, MAX_JOBS),
+    show_default="none",
+    help="At most N downloads from one host at a time.",
+)
+@click.option(
+    "-s",
+    "--split",
+    type=click.IntRange(1, MAX_SPLIT),
+    default=1,
+    show_default=True,
+    help="Fetch one large file over up to N ranged connections.",
+)
+@click.option(
+    "--split-min-size",
+    type=SizeType(),
+    default="32M",
+    show_default=True,
+    help="Only split files at least this large (K, M, G = 1024 powers).",
+)
+@click.option(
     "-H",
     "--header",
     "headers",
@@ -188,7 +239,7 @@ def main() -> None:
 @click.option(
     "--ca-bundle",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    show_default="the system's CAs",
+    show_default="certifi's CA bundle",
     help="Verify TLS with this CA bundle (PEM file).",
 )
 @click.option(

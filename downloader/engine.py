@@ -19,6 +19,7 @@ from .errors import BadLine
 from .naming import RelPath, display, name_from_url
 from .options import OnExist, Options
 from .progress import Reporter
+from .ratelimit import HostGate, TokenBucket
 from .results import Result, Status, Tally
 from .transfer import Context, Job, download
 from .urllist import Entry, Item
@@ -80,6 +81,8 @@ class Engine:
         self._clients: list[Client] = []
         self._slots = iter(range(1 << 30))
         self._client_config = client_config(options)
+        self._gate = HostGate(options.per_host)
+        self._limiter = TokenBucket(options.limit_rate) if options.limit_rate else None
 
     # -- naming (submitting thread, list order) -------------------------------
 
@@ -116,6 +119,8 @@ class Engine:
             progress=progress,
             claim=self.claim,
             notify=self.reporter.message,
+            gate=self._gate,
+            limiter=self._limiter,
         )
         try:
             result = download(job, ctx)

@@ -30,8 +30,9 @@ from .errors import (
 from .naming import PART_SUFFIX, RelPath, display, name_from_content_disposition, with_name
 from .options import OnExist, Options
 from .progress import TransferProgress
+from .ratelimit import HostGate, TokenBucket, host_of
 from .results import Result, Status, redact, redact_text
-from .retry import RetryPolicy, RetryState, parse_retry_after
+from .retry import RETRY_AFTER_CAP, RetryPolicy, RetryState, parse_retry_after
 from .storage import Folder, ResumeRecord, local_error, open_folder
 from .urllist import Entry
 from .wire import parse_content_range, translated, validator_of
@@ -59,6 +60,8 @@ class Context:
     progress: TransferProgress
     claim: Callable[[RelPath], RelPath]
     notify: Callable[[str], None]
+    gate: HostGate
+    limiter: TokenBucket | None
 
 
 class _Plan(NamedTuple):
@@ -90,7 +93,7 @@ class _Download:
             if self.ctx.cancel.is_set():
                 return self._result(Status.FAILED, state, started, Cancelled("interrupted"))
             try:
-                status = self._attempt()
+                status = self._polite_attempt()
             except TransferError as exc:
                 err = Cancelled("interrupted") if self.ctx.cancel.is_set() else exc
                 state = state.increment(err)
@@ -127,6 +130,22 @@ class _Download:
             error=str(error) if error else None,
             options=self.job.entry.options,
         )
+
+    def _polite_attempt(self) -> Status:
+        """One attempt within the host's limits: its ``Retry-After`` hold and ``--per-host``."""
+        cancel, gate, host = self.ctx.cancel, self.ctx.gate, host_of(self.url)
+        with gate.slot(host, cancel.is_set) as got:
+            if not got:
+                raise Cancelled("interrupted")
+            while (held := gate.delay(host)) > 0:  # checked with the slot, so none slips by
+                if cancel.wait(held):
+                    raise Cancelled("interrupted")
+            try:
+                return self._attempt()
+            except HTTPStatusError as exc:
+                if exc.retry_after is not None:
+                    gate.hold(host, min(exc.retry_after, RETRY_AFTER_CAP))
+                raise
 
     def _attempt(self) -> Status:
         if self.rel is None:
@@ -358,10 +377,12 @@ class _Download:
         progress.begin(name, total, offset)
         cancel = self.ctx.cancel
         update = hasher.update if hasher is not None else None
+        limiter = self.ctx.limiter
+        size = limiter.chunk_size(CHUNK_SIZE) if limiter else CHUNK_SIZE
         written = 0
         with cancel.watching(resp), translated(lambda: f"after {offset + written} bytes"):
-            while chunk := resp.read1(CHUNK_SIZE, decode_content=False):
-                if cancel.is_set():
+            while chunk := resp.read1(size, decode_content=False):
+                if cancel.is_set() or (limiter and cancel.wait(limiter.consume(len(chunk)))):
                     raise Cancelled("interrupted")
                 view = memoryview(chunk)
                 while view:

@@ -29,7 +29,7 @@ import time
 import traceback
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
@@ -216,6 +216,8 @@ class RecordedRequest:
     fault_detail: Fault | None = None
     conn_id: int = 0
     request_version: str = ""
+    at: float = field(default_factory=time.monotonic)
+    """When the request arrived (``time.monotonic()``)."""
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -345,7 +347,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- dispatch ------------------------------------------------------------------------------
 
     def do_GET(self) -> None:
-        self._serve(head=False)
+        with self.server.owner.serving():
+            self._serve(head=False)
 
     def do_HEAD(self) -> None:
         self._serve(head=True)
@@ -564,6 +567,8 @@ class _State:
     bytes_sent: dict[str, int] = field(default_factory=dict)
     stalls: set[threading.Event] = field(default_factory=set)
     errors: list[BaseException] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
 
 
 class FaultServer:
@@ -756,6 +761,12 @@ class FaultServer:
             self._state.requests.clear()
             self._state.bytes_sent.clear()
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most GET requests being answered at the same time since start."""
+        with self._lock:
+            return self._state.max_in_flight
+
     def active_connections(self) -> int:
         """Client connections currently open on the server side."""
         with self._httpd.conn_lock:
@@ -788,6 +799,19 @@ class FaultServer:
             queue = st.faults.get(key)
             fault = queue.popleft() if queue else None
             return key, st.routes.get(key), fault
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Counts a GET as in flight from its parsing to the end of its answer."""
+        with self._lock:
+            st = self._state
+            st.in_flight += 1
+            st.max_in_flight = max(st.max_in_flight, st.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._state.in_flight -= 1
 
     def record(self, req: RecordedRequest) -> None:
         with self._lock:

@@ -44,11 +44,29 @@ def test_help_shows_options_with_defaults() -> None:
         "--quiet",
         "--progress",
         "--verbose",
+        "--limit-rate",
+        "--per-host",
+        "--split",
+        "--split-min-size",
     ):
         assert option in text, option
     assert "default: 8" in text and "default: skip" in text
-    for later in ("--limit-rate", "--per-host", "--split", "--failed"):
-        assert later not in text
+    assert "default: 32M" in text and "default: 1" in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--limit-rate", "0"],
+        ["--limit-rate", "fast"],
+        ["--per-host", "0"],
+        ["-s", "17"],
+        ["--split-min-size", "-1M"],
+    ],
+)
+def test_bad_speed_options_are_usage_errors(args: list[str]) -> None:
+    result = pdl("fetch", *args, "http://127.0.0.1:9/a")
+    assert result.exit_code == 2
 
 
 def test_version() -> None:
