@@ -17,7 +17,7 @@ from .cancel import CancelToken
 from .client import Client, ClientConfig, ProxyRoutes
 from .errors import BadLine
 from .naming import RelPath, display, name_from_url
-from .options import OnExist, Options
+from .options import MAX_SPLIT, OnExist, Options
 from .progress import Reporter
 from .ratelimit import HostGate, TokenBucket
 from .results import Result, Status, Tally
@@ -82,6 +82,10 @@ class Engine:
         self._slots = iter(range(1 << 30))
         self._client_config = client_config(options)
         self._gate = HostGate(options.per_host)
+        # Segment runners of split downloads (-s); threads start only when used.
+        self._segments = ThreadPoolExecutor(
+            max_workers=options.jobs * MAX_SPLIT, thread_name_prefix="pdl-split"
+        )
         self._limiter = TokenBucket(options.limit_rate) if options.limit_rate else None
 
     # -- naming (submitting thread, list order) -------------------------------
@@ -121,6 +125,7 @@ class Engine:
             notify=self.reporter.message,
             gate=self._gate,
             limiter=self._limiter,
+            spawn=self._segments.submit,
         )
         try:
             result = download(job, ctx)
@@ -175,5 +180,6 @@ class Engine:
             return True
         finally:
             pool.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
+            self._segments.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
             for client in self._clients:
                 client.close()

@@ -109,13 +109,28 @@ class HostGate:
         try:
             yield True
         finally:
-            with self._lock:
-                left = self._busy[host] - 1
-                if left:
-                    self._busy[host] = left
-                else:
-                    del self._busy[host]
-                self._lock.notify_all()
+            self.give_back(host, 1)
+
+    def try_more(self, host: str, wanted: int) -> int:
+        """Take up to ``wanted`` more slots of ``host`` that are free now; returns how many."""
+        with self._lock:
+            busy = self._busy.get(host, 0)
+            got = wanted if self.per_host is None else max(0, min(wanted, self.per_host - busy))
+            if got and self.per_host is not None:
+                self._busy[host] = busy + got
+            return got
+
+    def give_back(self, host: str, count: int) -> None:
+        """Return ``count`` slots taken with :meth:`try_more`."""
+        if self.per_host is None or count == 0:
+            return
+        with self._lock:
+            left = self._busy[host] - count
+            if left:
+                self._busy[host] = left
+            else:
+                del self._busy[host]
+            self._lock.notify_all()
 
     def _acquire(self, host: str, limit: int, cancelled: Callable[[], bool]) -> bool:
         with self._lock:

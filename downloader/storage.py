@@ -32,10 +32,27 @@ class ResumeRecord:
     url_sha256: str
     validator: str | None
     length: int | None
+    segments: tuple[tuple[int, int, int], ...] | None = None
+    """For a split download (``-s``): ``(start, end, done)`` of each segment."""
 
     @staticmethod
     def url_hash(url: str) -> str:
         return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _segments(value: object, length: object) -> tuple[tuple[int, int, int], ...] | None:
+    """A record's segments, checked: contiguous from 0 to ``length``, progress within each."""
+    if value is None:
+        return None
+    segments = tuple((int(s), int(e), int(d)) for s, e, d in value)  # type: ignore[attr-defined]
+    at = 0
+    for start, end, done in segments:
+        if start != at or end < start or not 0 <= done <= end - start:
+            raise ValueError("bad segments")
+        at = end
+    if not segments or at != length:
+        raise ValueError("segments do not cover the file")
+    return segments
 
 
 def record_name(name: str) -> str:
@@ -152,6 +169,7 @@ class Folder:
                 url_sha256=str(data["url_sha256"]),
                 validator=data["validator"] if isinstance(data["validator"], str) else None,
                 length=data["length"] if isinstance(data["length"], int) else None,
+                segments=_segments(data.get("segments"), data["length"]),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None

@@ -33,6 +33,7 @@ from .progress import TransferProgress
 from .ratelimit import HostGate, TokenBucket, host_of
 from .results import Result, Status, redact, redact_text
 from .retry import RETRY_AFTER_CAP, RetryPolicy, RetryState, parse_retry_after
+from .split import Spawn, SplitJob, SplitRun, plan_segments, splittable
 from .storage import Folder, ResumeRecord, local_error, open_folder
 from .urllist import Entry
 from .wire import parse_content_range, translated, validator_of
@@ -62,6 +63,8 @@ class Context:
     notify: Callable[[str], None]
     gate: HostGate
     limiter: TokenBucket | None
+    spawn: Spawn
+    """Runs a segment of a split download on another thread (``-s``)."""
 
 
 class _Plan(NamedTuple):
@@ -163,6 +166,9 @@ class _Download:
             if self._skip_existing(folder):
                 return Status.SKIPPED
             plan = self._plan(folder)
+            if plan.record is not None and plan.record.segments is not None:
+                self._split(folder, plan.record, None, keep=plan.offset)
+                return Status.OK
             headers = {}
             if plan.offset and plan.record:
                 headers = {"Range": f"bytes={plan.offset}-"}
@@ -262,6 +268,9 @@ class _Download:
         assert self.rel is not None
         name = self.rel[-1]
         offset, total = self._check_response(folder, resp, plan)
+        if offset == 0 and self._splittable(resp, total):
+            self._split(folder, None, resp, keep=0)
+            return
         # A new partial needs a resume record. Small bodies usually arrive in one
         # read, so theirs is written only if the transfer stops part-way.
         record = None
@@ -291,6 +300,79 @@ class _Download:
             os.close(fd)
         self._verify(folder, name, hasher)
         folder.publish(name, has_record=recorded)
+
+    # -- split downloads (-s) ----------------------------------------------------
+
+    def _splittable(self, resp: Response, total: int | None) -> bool:
+        """Whether this answer can be fetched over several ranged connections."""
+        o = self.ctx.options
+        if o.split < 2 or resp.status != 200 or validator_of(resp.headers) is None:
+            return False
+        return splittable(resp.headers, total, o.split_min_size)
+
+    def _split(
+        self, folder: Folder, record: ResumeRecord | None, first: Response | None, *, keep: int
+    ) -> None:
+        """Fetch the missing segments over up to ``-s`` connections, then verify and publish.
+
+        A new split download (``record`` None, ``first`` the unread answer) gets as
+        many segments as it gets connections within ``--per-host``.
+        """
+        host = host_of(self.url)
+        extra = self.ctx.gate.try_more(host, max(self.ctx.options.split, 1) - 1)
+        try:
+            self._run_segments(folder, record, first, keep, 1 + extra)
+        finally:
+            self.ctx.gate.give_back(host, extra)
+
+    def _run_segments(
+        self,
+        folder: Folder,
+        record: ResumeRecord | None,
+        first: Response | None,
+        keep: int,
+        connections: int,
+    ) -> None:
+        assert self.rel is not None
+        name = self.rel[-1]
+        if record is None:
+            assert first is not None
+            total = int(first.headers["Content-Length"])
+            segments = tuple((a, b, 0) for a, b in plan_segments(total, connections))
+            validator = validator_of(first.headers)
+            record = ResumeRecord(ResumeRecord.url_hash(self.url), validator, total, segments)
+            folder.write_record(name, record)
+        assert record.segments is not None and record.length is not None
+        done = sum(d for *_, d in record.segments)
+        if first is None:
+            self.resumed_from = done
+            self.ctx.notify(f"resuming {name} from {done} of {record.length} bytes (split)")
+        fd = folder.open_part(name, keep)
+        self.began_partial = self.began_partial or first is not None
+        limiter = self.ctx.limiter
+        job = SplitJob(
+            url=self.url,
+            name=name,
+            fd=fd,
+            record=record,
+            config=self.ctx.client.config,
+            cancel=self.ctx.cancel,
+            limiter=limiter,
+            spawn=self.ctx.spawn,
+            chunk=limiter.chunk_size(CHUNK_SIZE) if limiter else CHUNK_SIZE,
+        )
+        self.ctx.progress.begin(name, record.length, done)
+        run = SplitRun(job, folder, self.ctx.progress)
+        try:
+            run.run(first, connections)
+        except RangeMismatch:
+            folder.discard_partial(name)  # another version: none of its bytes can be kept
+            raise
+        finally:
+            os.close(fd)
+            self.received += run.received
+        self._verify(folder, name, self._seeded_hasher(folder, name, record.length))
+        folder.publish(name)
 
     def _verify(self, folder: Folder, name: str, hasher: hashlib._Hash | None) -> None:
         """A checksum mismatch drops the partial: its bytes cannot be trusted."""
