@@ -16,14 +16,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from .cancel import CancelToken
 from .client import Client, ClientConfig, Response
 from .errors import Cancelled, RangeMismatch, ShortBody, TransferError
 from .progress import TransferProgress
-from .ratelimit import TokenBucket
+from .ratelimit import HostGate, TokenBucket, host_of
 from .storage import Folder, ResumeRecord, local_error
-from .wire import parse_content_range, translated
+from .wire import parse_content_range, translated, validator_of
 
 MIN_SEGMENT = 1024 * 1024
 """No segment is smaller than this: below it another connection costs more than it brings."""
@@ -58,17 +59,66 @@ def splittable(headers: dict[str, str] | object, length: int | None, min_size: i
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SplitJob:
-    """What the segment runners share; built by the transfer for one attempt."""
+    """One split download: what the segment runners share."""
 
     url: str
     name: str
-    fd: int
-    record: ResumeRecord
+    connections: int
+    """``-s``: the most connections, this one included, within ``--per-host``."""
     config: ClientConfig
+    gate: HostGate
     cancel: CancelToken
     limiter: TokenBucket | None
     spawn: Spawn
     chunk: int
+
+
+class SplitOutcome(NamedTuple):
+    received: int
+    record: ResumeRecord
+    error: TransferError | None
+
+
+def fetch_segments(
+    job: SplitJob,
+    folder: Folder,
+    progress: TransferProgress,
+    record: ResumeRecord | None,
+    first: Response | None,
+    keep: int,
+) -> SplitOutcome:
+    """Fetch what is missing of ``job.name``'s segments into its ``.part``.
+
+    A new split download (``record`` None; ``first`` the unread answer to a plain
+    GET, which serves segment 0) gets as many segments as connections are free
+    within ``--per-host``; its record is written before any byte. A new version on
+    the server (a RangeMismatch) discards the partial.
+    """
+    host = host_of(job.url)
+    extra = job.gate.try_more(host, max(job.connections, 1) - 1)
+    try:
+        if record is None:
+            assert first is not None
+            total = int(first.headers["Content-Length"])
+            segments = tuple((a, b, 0) for a, b in plan_segments(total, 1 + extra))
+            validator = validator_of(first.headers)
+            record = ResumeRecord(ResumeRecord.url_hash(job.url), validator, total, segments)
+            folder.write_record(job.name, record)
+        assert record.segments is not None
+        fd = folder.open_part(job.name, keep)
+        run = SplitRun(job, fd, record, folder, progress)
+        try:
+            run.run(first, 1 + extra)
+        except RangeMismatch as exc:
+            folder.discard_partial(job.name)  # another version: none of its bytes can be kept
+            return SplitOutcome(run.received, record, exc)
+        except TransferError as exc:
+            return SplitOutcome(run.received, record, exc)
+        finally:
+            os.close(fd)
+        return SplitOutcome(run.received, record, None)
+    finally:
+        job.gate.give_back(host, extra)
 
 
 class _Segments:
@@ -104,12 +154,21 @@ class _Segments:
 class SplitRun:
     """One attempt of a split download; :meth:`run` returns when every segment is done."""
 
-    def __init__(self, job: SplitJob, folder: Folder, progress: TransferProgress) -> None:
-        assert job.record.segments is not None
+    def __init__(
+        self,
+        job: SplitJob,
+        fd: int,
+        record: ResumeRecord,
+        folder: Folder,
+        progress: TransferProgress,
+    ) -> None:
+        assert record.segments is not None
         self.job = job
+        self.fd = fd
+        self.record = record
         self.folder = folder
         self.progress = progress
-        self.segments = _Segments(job.record.segments)
+        self.segments = _Segments(record.segments)
         self.stop = threading.Event()
         self.received = 0
         """Bytes received by this attempt so far (read after :meth:`run`, even if it failed)."""
@@ -156,7 +215,7 @@ class SplitRun:
         return self.received
 
     def _save(self) -> None:
-        record = replace(self.job.record, segments=self.segments.snapshot())
+        record = replace(self.record, segments=self.segments.snapshot())
         self.folder.write_record(self.job.name, record)
 
     # -- runners (segment threads) -------------------------------------------------
@@ -177,7 +236,7 @@ class SplitRun:
     def _fetch(self, client: Client, i: int) -> None:
         start, end = self.segments.bounds[i]
         at = start + self.segments.done[i]
-        record = self.job.record
+        record = self.record
         headers = {"Range": f"bytes={at}-{end - 1}"}
         if record.validator:
             headers["If-Range"] = record.validator
@@ -197,7 +256,7 @@ class SplitRun:
     def _copy(self, i: int, resp: Response) -> None:
         """Write segment ``i``'s bytes from ``resp`` at their offset, up to the segment's end."""
         start, end = self.segments.bounds[i]
-        job, fd = self.job, self.job.fd
+        job, fd = self.job, self.fd
         limiter = job.limiter
         with job.cancel.watching(resp), translated(lambda: f"in a segment of {job.name}"):
             while (left := end - start - self.segments.done[i]) > 0:

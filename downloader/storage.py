@@ -22,6 +22,7 @@ from .errors import LocalFileError, UsageError
 from .naming import PART_SUFFIX, RECORD_SUFFIX, RelPath
 
 _TMP = ".tmp"
+HASH_BLOCK = 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -115,6 +116,17 @@ class Folder:
             return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
         except OSError as exc:
             raise local_error(exc, self._show(name)) from None
+
+    def hash_into(self, name: str, hasher: hashlib._Hash, limit: int | None = None) -> None:
+        """Feed the first ``limit`` bytes of ``name`` (all of it with None) to ``hasher``."""
+        with os.fdopen(self.open_read(name), "rb") as handle:
+            left = limit
+            while left != 0 and (
+                block := handle.read(HASH_BLOCK if left is None else min(HASH_BLOCK, left))
+            ):
+                hasher.update(block)
+                if left is not None:
+                    left -= len(block)
 
     def open_part(self, name: str, keep: int) -> int:
         """Open ``name.part`` for writing, truncated to ``keep`` bytes.

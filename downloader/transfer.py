@@ -33,13 +33,12 @@ from .progress import TransferProgress
 from .ratelimit import HostGate, TokenBucket, host_of
 from .results import Result, Status, redact, redact_text
 from .retry import RETRY_AFTER_CAP, RetryPolicy, RetryState, parse_retry_after
-from .split import Spawn, SplitJob, SplitRun, plan_segments, splittable
+from .split import Spawn, SplitJob, fetch_segments, splittable
 from .storage import Folder, ResumeRecord, local_error, open_folder
 from .urllist import Entry
 from .wire import parse_content_range, translated, validator_of
 
 CHUNK_SIZE = 256 * 1024
-HASH_BLOCK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,10 +206,7 @@ class _Download:
         if checksum is None or kind != "file":
             return True
         hasher = checksum.new_hasher()
-        fd = folder.open_read(name)
-        with os.fdopen(fd, "rb") as handle:
-            while block := handle.read(HASH_BLOCK):
-                hasher.update(block)
+        folder.hash_into(name, hasher)
         if hasher.hexdigest() == checksum.hexdigest:
             return True
         self.ctx.notify(f"existing file does not match its checksum, downloading again: {name}")
@@ -313,65 +309,31 @@ class _Download:
     def _split(
         self, folder: Folder, record: ResumeRecord | None, first: Response | None, *, keep: int
     ) -> None:
-        """Fetch the missing segments over up to ``-s`` connections, then verify and publish.
-
-        A new split download (``record`` None, ``first`` the unread answer) gets as
-        many segments as it gets connections within ``--per-host``.
-        """
-        host = host_of(self.url)
-        extra = self.ctx.gate.try_more(host, max(self.ctx.options.split, 1) - 1)
-        try:
-            self._run_segments(folder, record, first, keep, 1 + extra)
-        finally:
-            self.ctx.gate.give_back(host, extra)
-
-    def _run_segments(
-        self,
-        folder: Folder,
-        record: ResumeRecord | None,
-        first: Response | None,
-        keep: int,
-        connections: int,
-    ) -> None:
+        """Fetch the missing segments over up to ``-s`` connections, then verify and publish."""
         assert self.rel is not None
-        name = self.rel[-1]
-        if record is None:
-            assert first is not None
-            total = int(first.headers["Content-Length"])
-            segments = tuple((a, b, 0) for a, b in plan_segments(total, connections))
-            validator = validator_of(first.headers)
-            record = ResumeRecord(ResumeRecord.url_hash(self.url), validator, total, segments)
-            folder.write_record(name, record)
-        assert record.segments is not None and record.length is not None
-        done = sum(d for *_, d in record.segments)
-        if first is None:
-            self.resumed_from = done
-            self.ctx.notify(f"resuming {name} from {done} of {record.length} bytes (split)")
-        fd = folder.open_part(name, keep)
-        self.began_partial = self.began_partial or first is not None
-        limiter = self.ctx.limiter
+        name, ctx = self.rel[-1], self.ctx
+        limiter = ctx.limiter
         job = SplitJob(
             url=self.url,
             name=name,
-            fd=fd,
-            record=record,
-            config=self.ctx.client.config,
-            cancel=self.ctx.cancel,
+            connections=ctx.options.split,
+            config=ctx.client.config,
+            gate=ctx.gate,
+            cancel=ctx.cancel,
             limiter=limiter,
-            spawn=self.ctx.spawn,
+            spawn=ctx.spawn,
             chunk=limiter.chunk_size(CHUNK_SIZE) if limiter else CHUNK_SIZE,
         )
-        self.ctx.progress.begin(name, record.length, done)
-        run = SplitRun(job, folder, self.ctx.progress)
-        try:
-            run.run(first, connections)
-        except RangeMismatch:
-            folder.discard_partial(name)  # another version: none of its bytes can be kept
-            raise
-        finally:
-            os.close(fd)
-            self.received += run.received
-        self._verify(folder, name, self._seeded_hasher(folder, name, record.length))
+        if first is None and record is not None and record.segments:
+            self.resumed_from = sum(d for *_, d in record.segments)
+            ctx.notify(f"resuming {name} from {self.resumed_from} of {record.length} bytes (split)")
+        self.began_partial = self.began_partial or first is not None
+        outcome = fetch_segments(job, folder, ctx.progress, record, first, keep)
+        self.received += outcome.received
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.record.length is not None
+        self._verify(folder, name, self._seeded_hasher(folder, name, outcome.record.length))
         folder.publish(name)
 
     def _verify(self, folder: Folder, name: str, hasher: hashlib._Hash | None) -> None:
@@ -437,12 +399,7 @@ class _Download:
             return None
         hasher = checksum.new_hasher()
         if offset:
-            fd = folder.open_read(name + PART_SUFFIX)
-            with os.fdopen(fd, "rb") as handle:
-                left = offset
-                while left and (block := handle.read(min(HASH_BLOCK, left))):
-                    hasher.update(block)
-                    left -= len(block)
+            folder.hash_into(name + PART_SUFFIX, hasher, offset)
         return hasher
 
     def _stream(
