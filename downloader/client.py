@@ -182,9 +182,12 @@ class Client:
 
     @staticmethod
     def _redirected(old: str, location: str, sent: dict[str, str]) -> tuple[str, dict[str, str]]:
-        new, credentials = _split_credentials(urljoin(old, location))
-        scheme = urlsplit(new).scheme
-        if scheme not in ("http", "https"):
+        try:
+            new, credentials = _split_credentials(urljoin(old, location))
+            scheme, port = urlsplit(new).scheme, urlsplit(new).port
+        except ValueError:  # a bad port or a broken IPv6 literal
+            raise TransferError("redirect to a malformed URL", retryable=False) from None
+        if scheme not in ("http", "https") or port == 0:
             shown = location if "@" not in location else f"{scheme}://***"
             raise TransferError(f"redirect to a URL pdl cannot fetch: {shown}", retryable=False)
         if not keeps_credentials(old, new):
