@@ -47,6 +47,7 @@ from benchmarks.relay import DelayRelay  # noqa: E402
 from benchmarks.serve import Fallback, Nginx, Server, nginx_available  # noqa: E402
 from benchmarks.tools import (  # noqa: E402
     DEFAULT_TOOLS,
+    GNU_TIME,
     TOOLS,
     Job,
     Outcome,
@@ -54,6 +55,7 @@ from benchmarks.tools import (  # noqa: E402
     measure,
     pdl_env,
     pdl_lacks_split,
+    rss_source,
 )
 
 GiB_F = float(1024**3)
@@ -142,6 +144,8 @@ def install_missing(tools: list[Tool], need_nginx: bool) -> None:
     packages = sorted({t.package for t in tools if t.package and not t.available()})
     if need_nginx and not nginx_available():
         packages.append("nginx")
+    if not GNU_TIME.exists():
+        packages.append("time")  # the tools' own peak RSS
     if not packages:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
@@ -226,7 +230,7 @@ def run_once(tool: Tool, job: Job, row: Row, digests: dict[str, str]) -> None:
 def table(report: dict[str, object]) -> str:
     lines = [
         f"server {report['server']}, downloads in {report['downloads']}, "
-        f"-j {report['jobs']}, median of {report['reps']} run(s)",
+        f"-j {report['jobs']}, median of {report['reps']} run(s); peak RSS by {report['rss']}",
     ]
     head = ("tool", "wall s", "files/s", "MiB/s", "cpu s", "cpu/GiB", "rss MiB", "vs pdl", "check")
     for scen in report["scenarios"]:  # type: ignore[attr-defined]
@@ -312,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             "downloads": str(paths["downloads"]),
             "jobs": args.jobs,
             "reps": args.reps,
+            "rss": rss_source(),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "scenarios": [],
         }

@@ -52,19 +52,45 @@ class Outcome:
     stderr: str
 
 
+GNU_TIME = Path("/usr/bin/time")
+
+
+def rss_source() -> str:
+    if GNU_TIME.exists():
+        return "GNU time %M (the tool's own peak)"
+    return "os.wait4 (at least the harness's own RSS: the kernel keeps it across exec)"
+
+
 def measure(argv: list[str], *, env: dict[str, str] | None, cwd: Path, log: Path) -> Outcome:
-    """Run *argv*; wall time, user+sys CPU and peak RSS of it and its children (os.wait4)."""
+    """Run *argv*; wall time, user+sys CPU and peak RSS of it and its children.
+
+    CPU comes from os.wait4. A child's peak RSS as wait4 reports it is never below the
+    RSS of the process that forked it (Linux carries the old memory's high-water mark
+    across exec), so the tool is started by GNU time, a small process, when there is one.
+    """
+    stats = log.with_suffix(".time")
+    wrapper = [str(GNU_TIME), "-f", "%M", "-o", str(stats)] if GNU_TIME.exists() else []
     with open(log, "w+b") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=cwd, env=env
+            [*wrapper, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=cwd,
+            env=env,
         )
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         tail = err.read()[-2000:].decode(errors="replace").strip()
-    return Outcome(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, proc.returncode, tail)
+    rss = usage.ru_maxrss
+    if wrapper:
+        lines = stats.read_text().split()
+        rss = int(lines[-1]) if lines and lines[-1].isdigit() else rss
+    cpu = usage.ru_utime + usage.ru_stime
+    return Outcome(wall, cpu, rss, proc.returncode, tail)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,7 +141,7 @@ def pdl_lacks_split(pdl_root: Path) -> str | None:
         check=False,
     )
     if "--split-min-size" not in shown.stdout:
-        return "n/a: this pdl has no -s/--split"
+        return "this pdl has no -s/--split"
     return None
 
 
