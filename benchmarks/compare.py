@@ -214,6 +214,10 @@ def run_once(tool: Tool, job: Job, row: Row, digests: dict[str, str]) -> None:
     env = pdl_env(job) if tool.name == "pdl" else None
     outcome = measure(tool.command(job), env=env, cwd=job.work, log=job.work / "stderr.txt")
     fault = None
+    if tool.name == "pdl" and job.scenario.split and outcome.code == 2:
+        row.status, row.note = "n/a", f"pdl rejected -s: {outcome.stderr[-200:]}"
+        shutil.rmtree(job.out, ignore_errors=True)
+        return
     if outcome.code != 0:
         fault = f"exit {outcome.code}: {outcome.stderr[-300:]}"
     elif tool.writes:

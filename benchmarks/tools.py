@@ -138,6 +138,7 @@ def pdl_lacks_split(pdl_root: Path) -> str | None:
         capture_output=True,
         text=True,
         env=env,
+        cwd=pdl_root,  # -m puts the working folder first on sys.path
         check=False,
     )
     if "--split-min-size" not in shown.stdout:
@@ -173,6 +174,8 @@ def _curl(job: Job, *, to_null: bool = False) -> list[str]:
     config = _curl_config(job, "curl-null.cfg" if to_null else "curl.cfg", to_null)
     parallel = str(job.split if to_null and job.scenario.split else job.jobs)
     argv = ["curl", "--parallel", "--parallel-max", parallel, "--fail", "--silent"]
+    if to_null:  # the limit: all connections at once, not after the first one is seen
+        argv.append("--parallel-immediate")
     return [*argv, "--show-error", "-K", str(config)]
 
 
