@@ -53,6 +53,7 @@ from benchmarks.tools import (  # noqa: E402
     Outcome,
     Tool,
     measure,
+    pdl_at,
     pdl_env,
     pdl_lacks_split,
     rss_source,
@@ -136,7 +137,10 @@ def pick_tools(args: argparse.Namespace) -> list[Tool]:
         raise SystemExit(f"unknown tool {unknown[0]!r}; choose from {', '.join(TOOLS)}")
     if "pdl" not in names:
         names.insert(0, "pdl")  # ratios are to pdl's time
-    return [TOOLS[n] for n in names]
+    tools = [pdl_at(args.pdl_root) if n == "pdl" else TOOLS[n] for n in names]
+    at = names.index("pdl") + 1
+    tools[at:at] = [pdl_at(root, f"pdl@{root.resolve().name}") for root in args.also_pdl]
+    return tools
 
 
 def install_missing(tools: list[Tool], need_nginx: bool) -> None:
@@ -168,14 +172,15 @@ def run_scenario(
 ) -> list[Row]:
     asked = bool(args.tools)
     rows: dict[str, Row] = {}
+    by_name = {tool.name: tool for tool in tools}
     for tool in tools:
         if not tool.applies(scenario, asked):
             continue
         row = rows[tool.name] = Row(tool.name, limit=tool.limit)
         if not tool.available():
             row.status, row.note = "not installed", f"apt-get install {tool.package}"
-        elif tool.name == "pdl" and scenario.split:
-            reason = pdl_lacks_split(args.pdl_root)
+        elif tool.pdl_root and scenario.split:
+            reason = pdl_lacks_split(tool.pdl_root)
             if reason:
                 row.status, row.note = "n/a", reason
     relay = DelayRelay(server.port, scenario.rtt) if scenario.rtt else None
@@ -190,7 +195,6 @@ def run_scenario(
         work=work,
         jobs=args.jobs,
         split=args.split,
-        pdl_root=args.pdl_root,
     )
     try:
         runnable = [r for r in rows.values() if r.status == "ok"]
@@ -198,7 +202,7 @@ def run_scenario(
             shift = rep % len(runnable) if runnable else 0
             for row in runnable[shift:] + runnable[:shift]:
                 if row.status == "ok":
-                    run_once(TOOLS[row.tool], job, row, digests)
+                    run_once(by_name[row.tool], job, row, digests)
             say(f"  {scenario.name} rep {rep + 1}/{args.reps} done")
     finally:
         if relay:
@@ -211,10 +215,10 @@ def run_once(tool: Tool, job: Job, row: Row, digests: dict[str, str]) -> None:
     shutil.rmtree(job.out, ignore_errors=True)
     if tool.name != "copy":
         job.out.mkdir(parents=True)
-    env = pdl_env(job) if tool.name == "pdl" else None
+    env = pdl_env(tool.pdl_root) if tool.pdl_root else None
     outcome = measure(tool.command(job), env=env, cwd=job.work, log=job.work / "stderr.txt")
     fault = None
-    if tool.name == "pdl" and job.scenario.split and outcome.code == 2:
+    if tool.pdl_root and job.scenario.split and outcome.code == 2:
         row.status, row.note = "n/a", f"pdl rejected -s: {outcome.stderr[-200:]}"
         shutil.rmtree(job.out, ignore_errors=True)
         return
@@ -282,6 +286,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--disk", type=Path, help="download to this folder on disk instead of /dev/shm")
     add("--tmp", type=Path, help="folder for corpora, configs and (without --disk) downloads")
     add("--pdl-root", type=Path, default=ROOT, help="the pdl checkout to run (default: this one)")
+    add(
+        "--also-pdl",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="another pdl checkout, as a row pdl@NAME in the same run (repeatable)",
+    )
     add("--json", action="store_true", help="print JSON instead of the table")
     add("--smoke", action="store_true", help="tiny corpora, 1 rep, no apt-get; for the tests")
     add("--python-server", action="store_true", help="serve with the test server, not nginx")

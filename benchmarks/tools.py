@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.corpus import Scenario
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,7 +29,6 @@ class Job:
     work: Path  # list and config files
     jobs: int
     split: int
-    pdl_root: Path
 
     def urls(self) -> list[tuple[str, str]]:
         return [(self.base + name, name) for name in self.scenario.names()]
@@ -104,6 +106,7 @@ class Tool:
     single_only: bool = False  # one URL per run (axel)
     slow_single: bool = False  # one connection per file: left out of the capped scenario
     opt_in: bool = False  # only when asked for by --tools
+    pdl_root: Path | None = None  # a pdl checkout, run as `python -m downloader` from there
 
     def available(self) -> bool:
         return shutil.which(self.binary) is not None
@@ -124,9 +127,9 @@ def _pdl(job: Job) -> list[str]:
     return argv
 
 
-def pdl_env(job: Job) -> dict[str, str]:
+def pdl_env(pdl_root: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(job.pdl_root) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(pdl_root) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
@@ -200,7 +203,7 @@ def _copy(job: Job) -> list[str]:
 TOOLS: dict[str, Tool] = {
     t.name: t
     for t in (
-        Tool(name="pdl", binary=sys.executable, package="", command=_pdl),
+        Tool(name="pdl", binary=sys.executable, package="", command=_pdl, pdl_root=ROOT),
         Tool(name="aria2c", binary="aria2c", package="aria2", command=_aria2c),
         Tool(name="curl", binary="curl", package="curl", command=_curl, slow_single=True),
         Tool(name="wget2", binary="wget2", package="wget2", command=_wget2, slow_single=True),
@@ -217,4 +220,11 @@ TOOLS: dict[str, Tool] = {
         Tool(name="copy", binary="cp", package="coreutils", command=_copy, limit=True),
     )
 }
+
+
+def pdl_at(root: Path, name: str = "pdl") -> Tool:
+    """pdl as found in the checkout *root*."""
+    return dataclasses.replace(TOOLS["pdl"], name=name, pdl_root=root.resolve())
+
+
 DEFAULT_TOOLS = ("pdl", "aria2c", "curl", "wget2", "axel", "read", "copy")
