@@ -140,6 +140,8 @@ def pick_tools(args: argparse.Namespace) -> list[Tool]:
     tools = [pdl_at(args.pdl_root) if n == "pdl" else TOOLS[n] for n in names]
     at = names.index("pdl") + 1
     tools[at:at] = [pdl_at(root, f"pdl@{root.resolve().name}") for root in args.also_pdl]
+    at += len(args.also_pdl)
+    tools[at:at] = [pdl_at(args.pdl_root, f"pdl -j {n}", n) for n in args.pdl_jobs]
     return tools
 
 
@@ -282,6 +284,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--rate", help="per-connection cap for the capped scenario, e.g. 25M")
     add("--reps", type=int, help="repetitions (median is shown); default 3, smoke 1")
     add("-j", "--jobs", type=int, default=8, help="parallel downloads for every tool")
+    add(
+        "--pdl-jobs",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[],
+        metavar="N,N",
+        help="extra pdl rows at these -j, e.g. 1,32 (scaling, in the same run)",
+    )
     add("--split", type=int, default=8, help="connections per file in the capped scenario")
     add("--disk", type=Path, help="download to this folder on disk instead of /dev/shm")
     add("--tmp", type=Path, help="folder for corpora, configs and (without --disk) downloads")

@@ -222,9 +222,14 @@ TOOLS: dict[str, Tool] = {
 }
 
 
-def pdl_at(root: Path, name: str = "pdl") -> Tool:
-    """pdl as found in the checkout *root*."""
-    return dataclasses.replace(TOOLS["pdl"], name=name, pdl_root=root.resolve())
+def pdl_at(root: Path, name: str = "pdl", jobs: int | None = None) -> Tool:
+    """pdl as found in the checkout *root*; with *jobs*, at that ``-j`` instead of the run's."""
+    tool = dataclasses.replace(TOOLS["pdl"], name=name, pdl_root=root.resolve())
+    if jobs is not None:
+        tool = dataclasses.replace(
+            tool, command=lambda job: _pdl(dataclasses.replace(job, jobs=jobs))
+        )
+    return tool
 
 
 DEFAULT_TOOLS = ("pdl", "aria2c", "curl", "wget2", "axel", "read", "copy")

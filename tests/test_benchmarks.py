@@ -64,9 +64,9 @@ def test_compare_smoke(tmp_path: Path) -> None:
 def test_compare_smoke_without_nginx(tmp_path: Path) -> None:
     """The fallback a fresh CI machine without nginx gets: the project's test server."""
     args = ["--smoke", "--json", "--tmp", str(tmp_path), "--python-server", "--scenarios", "small"]
-    also = ["--also-pdl", str(COMPARE.parent.parent)]  # a second checkout is a row of its own
+    also = ["--also-pdl", str(COMPARE.parent.parent)]  # a second checkout: a row of its own
     done = subprocess.run(
-        [sys.executable, str(COMPARE), *args, *also, "--tools", "pdl,copy"],
+        [sys.executable, str(COMPARE), *args, *also, "--pdl-jobs", "1", "--tools", "pdl,copy"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -79,5 +79,6 @@ def test_compare_smoke_without_nginx(tmp_path: Path) -> None:
     assert [(row["tool"], row["status"], row["verified"]) for row in scenario["rows"]] == [
         ("pdl", "ok", True),
         (second, "ok", True),
+        ("pdl -j 1", "ok", True),
         ("copy", "ok", True),
     ]
