@@ -83,19 +83,30 @@ class Nginx:
 
     def __init__(self, root: Path, work: Path, scenarios: list[Scenario]) -> None:
         work.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        conf = work / "nginx.conf"
-        conf.write_text(nginx_conf(root, work, self.port, scenarios))
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        self._proc = subprocess.Popen(
-            [binary, "-p", str(work), "-c", str(conf)], stdin=subprocess.DEVNULL
-        )
-        try:
-            wait_listening(self.port)
-        except OSError:
+        conf, pid = work / "nginx.conf", work / "nginx.pid"
+        for _attempt in range(3):  # the free port may be taken before nginx binds it
+            self.port = free_port()
+            conf.write_text(nginx_conf(root, work, self.port, scenarios))
+            pid.unlink(missing_ok=True)
+            self._proc = subprocess.Popen(
+                [binary, "-p", str(work), "-c", str(conf)], stdin=subprocess.DEVNULL
+            )
+            if self._started(pid):
+                return
             self.stop()
-            log = (work / "error.log").read_text() if (work / "error.log").exists() else ""
-            raise SystemExit(f"nginx did not start on port {self.port}:\n{log}") from None
+        log = (work / "error.log").read_text() if (work / "error.log").exists() else ""
+        raise SystemExit(f"nginx did not start:\n{log}")
+
+    def _started(self, pid: Path, timeout: float = 10.0) -> bool:
+        """nginx writes its pid file once it listens; until then, or if it exits, wait or fail."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._proc.poll() is None:
+            if pid.exists():
+                wait_listening(self.port)
+                return True
+            time.sleep(0.02)
+        return False
 
     def stop(self) -> None:
         if self._proc.poll() is None:
