@@ -159,9 +159,8 @@ def install_missing(tools: list[Tool], need_nginx: bool) -> None:
         return
     say(f"installing {', '.join(packages)} with apt-get")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    quiet = {"stdout": subprocess.DEVNULL, "env": env, "check": False}
-    subprocess.run(["apt-get", "update", "-qq"], **quiet)  # type: ignore[call-overload]
-    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], **quiet)  # type: ignore[call-overload]
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
+        subprocess.run(argv, stdout=subprocess.DEVNULL, env=env, check=False)
 
 
 def run_scenario(
@@ -219,13 +218,14 @@ def run_once(tool: Tool, job: Job, row: Row, digests: dict[str, str]) -> None:
         job.out.mkdir(parents=True)
     env = pdl_env(tool.pdl_root) if tool.pdl_root else None
     outcome = measure(tool.command(job), env=env, cwd=job.work, log=job.work / "stderr.txt")
-    fault = None
+    said = " / ".join(outcome.stderr.splitlines()[-3:])
     if tool.pdl_root and job.scenario.split and outcome.code == 2:
-        row.status, row.note = "n/a", f"pdl rejected -s: {outcome.stderr[-200:]}"
+        row.status, row.note = "n/a", f"pdl rejected -s: {said}"
         shutil.rmtree(job.out, ignore_errors=True)
         return
+    fault = None
     if outcome.code != 0:
-        fault = f"exit {outcome.code}: {outcome.stderr[-300:]}"
+        fault = f"exit {outcome.code}: {said}"
     elif tool.writes:
         fault = verify(job.out, job.scenario, digests)
     shutil.rmtree(job.out, ignore_errors=True)
