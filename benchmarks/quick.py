@@ -13,34 +13,31 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.tools import measure  # noqa: E402
 from tests.server import FaultServer  # noqa: E402
 
 
 def run_pdl(args: list[str]) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds and peak RSS (KiB) of one ``pdl`` process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "downloader", *args],
-        check=False,
-        stdout=subprocess.DEVNULL,
-    )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, after.ru_maxrss
+    with tempfile.TemporaryDirectory(prefix="pdl-quick-") as scratch:
+        done = measure(
+            [sys.executable, "-m", "downloader", *args],
+            env=None,
+            cwd=ROOT,
+            log=Path(scratch) / "stderr.txt",
+        )
+    if done.stderr:
+        print(done.stderr, file=sys.stderr)
+    return done.wall, done.cpu, done.rss_kib
 
 
 def latency(args: argparse.Namespace) -> None:
