@@ -155,3 +155,32 @@ def test_fifo_at_the_part_is_replaced_without_blocking(server: FaultServer, dest
     assert run([server.url("/a.bin")], dest).counts.ok == 1
     assert (dest / "a.bin").read_bytes() == b"downloaded"
     assert sorted(os.listdir(dest)) == ["a.bin"]
+
+
+def test_a_part_locked_by_another_process_is_left_alone(server: FaultServer, dest: Path) -> None:
+    import fcntl
+
+    server.add("/a.bin", b"new bytes")
+    server.add("/b.bin", b"b")
+    part = dest / "a.bin.part"
+    part.write_bytes(b"theirs")
+    with part.open("rb") as held:  # a lock is per open file: this stands in for another pdl
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        report = run([server.url("/a.bin"), server.url("/b.bin")], dest)
+    failed = report.failed
+    assert len(failed) == 1 and "being downloaded by another process" in (failed[0].error or "")
+    assert part.read_bytes() == b"theirs" and not (dest / "a.bin").exists()
+    assert server.requests_for("/a.bin") == []  # the loser does not even ask
+    assert (dest / "b.bin").read_bytes() == b"b"
+    # once the other process is gone, the next run takes over (no record: starts over)
+    assert run([server.url("/a.bin")], dest).counts.ok == 1
+    assert (dest / "a.bin").read_bytes() == b"new bytes"
+    assert sorted(os.listdir(dest)) == ["a.bin", "b.bin"]
+
+
+def test_an_entry_that_fails_before_any_byte_leaves_no_empty_part(
+    server: FaultServer, dest: Path
+) -> None:
+    report = run([server.url("/missing.bin")], dest)  # 404
+    assert report.counts.failed == 1
+    assert os.listdir(dest) == []
