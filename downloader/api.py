@@ -10,6 +10,7 @@ from pathlib import Path
 from .cancel import CancelToken
 from .engine import Engine
 from .errors import BadLine
+from .failed import FailedWriter
 from .options import DEFAULT_USER_AGENT, OnExist, Options, parse_header, parse_on_exist
 from .progress import Reporter, combine, standard_reporter
 from .results import Report, Tally
@@ -51,6 +52,7 @@ def fetch(
     insecure: bool = False,
     ca_bundle: str | Path | None = None,
     dry_run: bool = False,
+    failed: str | Path | None = None,
     json: bool = False,
     quiet: bool = False,
     progress: bool = False,
@@ -73,7 +75,8 @@ def fetch(
     bad arguments raise :class:`UsageError`. With ``keep_results=False`` only failed
     results are kept in the report (for lists of millions of entries). On Ctrl-C the
     running downloads stop, their ``.part`` files are kept, and the report says
-    ``interrupted``.
+    ``interrupted``. ``failed=PATH`` writes every failed entry to PATH (mode 0600) as
+    a URL list that re-runs them (see :mod:`downloader.failed`).
     """
     if isinstance(urls, str):
         urls = [urls]  # one URL, not its characters
@@ -102,13 +105,20 @@ def fetch(
         errors=(verbose or progress) and not quiet,
     )
     reporter = shown if reporter is None else combine(reporter, shown)
+    writer = FailedWriter(failed) if failed is not None else None
+    if writer is not None:
+        reporter = combine(reporter, writer)
     tally = Tally(keep_results=keep_results)
     started = time.monotonic()
-    if not dry_run:
-        make_dest(options.dest)
-    reporter.run_started(options.jobs)
-    engine = Engine(options, reporter, cancel or CancelToken(), tally)
-    interrupted = engine.run(unique(_items(urls)))
-    report = tally.report(time.monotonic() - started, interrupted)
-    reporter.run_finished(report)
+    try:
+        if not dry_run:
+            make_dest(options.dest)
+        reporter.run_started(options.jobs)
+        engine = Engine(options, reporter, cancel or CancelToken(), tally)
+        interrupted = engine.run(unique(_items(urls)))
+        report = tally.report(time.monotonic() - started, interrupted)
+        reporter.run_finished(report)
+    finally:
+        if writer is not None:
+            writer.close()
     return report

@@ -207,6 +207,12 @@ def main() -> None:
     help="Print 'URL -> path' for each entry; download nothing.",
 )
 @click.option(
+    "--failed",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_default="none",
+    help="Write every failed entry to FILE (mode 0600) as a URL list that re-runs them.",
+)
+@click.option(
     "-q",
     "--quiet",
     is_flag=True,
