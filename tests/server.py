@@ -572,6 +572,7 @@ class FaultServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state = _State()
+        self._policy: Callable[[str], Fault | None] | None = None
         self._stop_event = threading.Event()
         self._stopped = False
         self._httpd = _HTTPServer(self)
@@ -688,6 +689,12 @@ class FaultServer:
                 chunked=base.chunked,
             )
 
+    def body(self, path: str) -> bytes | None:
+        """The body *path* serves now (None when it is not a file route)."""
+        with self._lock:
+            route = self._state.routes.get(path)
+        return route.body if isinstance(route, _File) else None
+
     def redirect(self, path: str, location: str, status: int = 302) -> None:
         """Answer *path* with *status* and ``Location: location`` (sent verbatim)."""
         with self._lock:
@@ -775,6 +782,15 @@ class FaultServer:
 
     # -- used by the handler -------------------------------------------------------------------
 
+    def set_fault_policy(self, policy: Callable[[str], Fault | None] | None) -> None:
+        """Decide a fault per request: ``policy(route_key)`` is asked when no fault is queued.
+
+        It runs outside the server's lock, so it may call :meth:`set_body` (a new version
+        served by this very request); ``None`` removes the policy.
+        """
+        with self._lock:
+            self._policy = policy
+
     def take(self, target: str) -> tuple[str, _Route | None, Fault | None]:
         """Resolve *target* to (route key, route, next queued fault, popped)."""
         raw = target.split("?", 1)[0].split("#", 1)[0]
@@ -787,7 +803,12 @@ class FaultServer:
                     key = unquoted
             queue = st.faults.get(key)
             fault = queue.popleft() if queue else None
-            return key, st.routes.get(key), fault
+            policy = self._policy
+            if fault is not None or policy is None:
+                return key, st.routes.get(key), fault
+        fault = policy(key)
+        with self._lock:
+            return key, self._state.routes.get(key), fault
 
     def record(self, req: RecordedRequest) -> None:
         with self._lock:

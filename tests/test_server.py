@@ -815,3 +815,35 @@ def test_ignore_if_range_serves_the_new_version_partially(server: FaultServer) -
     server.add("/v", b"0123456789", faults=[Fault.ignore_if_range()])
     resp = requests.get(server.url("/v"), headers={"Range": "bytes=4-", "If-Range": '"old"'})
     assert resp.status_code == 206 and resp.content == b"456789"
+
+
+def test_fault_policy_is_asked_per_request_after_the_queue(server: FaultServer) -> None:
+    server.add("/p", b"version 1", faults=[Fault.status(500)])
+    asked: list[str] = []
+
+    def policy(path: str) -> Fault | None:
+        asked.append(path)
+        if len(asked) == 1:
+            server.set_body(path, b"version 2")  # served by this very request
+            return None
+        return Fault.status(503, retry_after="0")
+
+    server.set_fault_policy(policy)
+
+    def get() -> tuple[int, bytes, str | None]:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+        try:
+            conn.request("GET", "/p")
+            resp = conn.getresponse()
+            return resp.status, resp.read(), resp.getheader("ETag")
+        finally:
+            conn.close()
+
+    assert get()[0] == 500  # the queued fault comes first, without asking
+    status, body, etag = get()
+    assert (status, body, etag) == (200, b"version 2", auto_etag(b"version 2"))
+    assert get()[0] == 503
+    assert asked == ["/p", "/p"]
+    assert server.body("/p") == b"version 2" and server.body("/nothing") is None
+    server.set_fault_policy(None)
+    assert get()[:2] == (200, b"version 2")
