@@ -187,6 +187,7 @@ class _File:
     ranges: bool
     delay: float
     chunked: bool
+    pace: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -478,7 +479,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         limit = fault.after if kind in ("truncate", "reset", "stall") and fault else None
-        complete = self._write_payload(key, payload, chunked, limit)
+        complete = self._write_payload(key, payload, chunked, limit, route.pace)
         if kind == "extra_bytes" and fault is not None and complete:
             self._write_counted(key, _JUNK_BYTE * fault.extra)
             self.close_connection = True
@@ -494,8 +495,12 @@ class _Handler(BaseHTTPRequestHandler):
             owner.count_bytes(key, -len(data))
             raise
 
-    def _write_payload(self, key: str, payload: bytes, chunked: bool, limit: int | None) -> bool:
+    def _write_payload(
+        self, key: str, payload: bytes, chunked: bool, limit: int | None, pace: float = 0.0
+    ) -> bool:
         """Write the body (framed if *chunked*), at most *limit* payload bytes.
+
+        With *pace*, wait that many seconds after each block (a slow server).
 
         Returns True if the whole payload (and chunked terminator) was written.
         """
@@ -511,6 +516,10 @@ class _Handler(BaseHTTPRequestHandler):
             pos += len(part)
             if chunked and len(part) == len(piece):
                 self.wfile.write(b"\r\n")
+            if pace and pos < allowance:
+                self.wfile.flush()
+                if self.server.owner.sleep(pace):
+                    return False
         if allowance < len(payload):
             return False
         if chunked:
@@ -651,8 +660,12 @@ class FaultServer:
         delay: float = 0.0,
         faults: list[Fault] | None = None,
         chunked: bool = False,
+        pace: float = 0.0,
     ) -> None:
-        """Serve *body* at *path* (replacing any route there).  *faults* replaces the queue."""
+        """Serve *body* at *path* (replacing any route there).  *faults* replaces the queue.
+
+        *pace* makes a slow server: it waits that many seconds after each 64 KiB block.
+        """
         route = _File(
             body=bytes(body),
             etag=auto_etag(body) if etag is AUTO else etag,
@@ -661,6 +674,7 @@ class FaultServer:
             ranges=ranges,
             delay=delay,
             chunked=chunked,
+            pace=pace,
         )
         with self._lock:
             self._state.routes[self._check_path(path)] = route
@@ -687,6 +701,7 @@ class FaultServer:
                 ranges=base.ranges,
                 delay=base.delay,
                 chunked=base.chunked,
+                pace=base.pace,
             )
 
     def body(self, path: str) -> bytes | None:

@@ -847,3 +847,17 @@ def test_fault_policy_is_asked_per_request_after_the_queue(server: FaultServer) 
     assert server.body("/p") == b"version 2" and server.body("/nothing") is None
     server.set_fault_policy(None)
     assert get()[:2] == (200, b"version 2")
+
+
+def test_pace_holds_each_block_back(server: FaultServer) -> None:
+    body = bytes(range(256)) * 1024  # 256 KiB: four blocks
+    server.add("/slow", body, pace=60.0)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        conn.request("GET", "/slow")
+        resp = conn.getresponse()
+        assert resp.read(65536) == body[:65536]
+        assert server.bytes_sent("/slow") == 65536  # the next block waits for the pace
+        server.stop()  # a stopping server stops waiting
+    finally:
+        conn.close()
