@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+
+import urllib3.exceptions
 
 from .cancel import CancelToken
 from .engine import Engine
@@ -34,6 +38,17 @@ def _headers(
     if isinstance(headers, Mapping):
         return tuple((str(k), str(v)) for k, v in headers.items())
     return tuple(h if isinstance(h, tuple) else parse_header(h) for h in headers)
+
+
+@contextlib.contextmanager
+def _quiet_insecure(insecure: bool) -> Iterator[None]:
+    """With ``insecure``, no urllib3 warning per request for the run (the CLI warns once)."""
+    if not insecure:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        yield
 
 
 def fetch(
@@ -115,7 +130,8 @@ def fetch(
             make_dest(options.dest)
         reporter.run_started(options.jobs)
         engine = Engine(options, reporter, cancel or CancelToken(), tally)
-        interrupted = engine.run(unique(_items(urls)))
+        with _quiet_insecure(options.insecure):
+            interrupted = engine.run(unique(_items(urls)))
         report = tally.report(time.monotonic() - started, interrupted)
         reporter.run_finished(report)
     finally:

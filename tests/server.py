@@ -22,7 +22,9 @@ import enum
 import hashlib
 import re
 import socket
+import ssl
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -32,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from socketserver import TCPServer
 from types import TracebackType
 from typing import Any, Final, Literal, TypeAlias
@@ -51,6 +54,8 @@ __all__ = [
     "FaultServer",
     "RecordedRequest",
     "auto_etag",
+    "self_signed_cert",
+    "tls_context",
     "wait_until",
 ]
 
@@ -73,6 +78,22 @@ AUTO: Final = _Auto.AUTO
 def auto_etag(body: bytes) -> str:
     """The ETag ``FaultServer`` uses for ``etag=AUTO``: a strong tag from sha256 of *body*."""
     return '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+
+
+def self_signed_cert(where: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM files in *where*), made by ``openssl``."""
+    key, crt = where / "key.pem", where / "cert.pem"
+    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", str(key)]
+    args += ["-out", str(crt), "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+    return crt, key
+
+
+def tls_context(crt: Path, key: Path) -> ssl.SSLContext:
+    """A server-side context for ``FaultServer(tls=...)``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(crt, key)
+    return context
 
 
 def wait_until(
@@ -265,14 +286,21 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # we join handler threads ourselves, with a deadline
 
-    def __init__(self, owner: FaultServer) -> None:
+    def __init__(self, owner: FaultServer, tls: ssl.SSLContext | None = None) -> None:
         self.owner = owner
+        self.tls = tls
         self.conn_lock = threading.Lock()
         self.conns: dict[socket.socket, int] = {}
         self.threads: set[threading.Thread] = set()
         self.next_conn_id = 0
         self.connections_opened = 0
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        if self.tls is not None:  # the handshake happens in the handler thread, at first read
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, addr
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), i.e. a reverse DNS lookup; skip it.
@@ -576,15 +604,19 @@ class _State:
 
 
 class FaultServer:
-    """Threaded HTTP/1.1 server on 127.0.0.1:<ephemeral>, started on construction."""
+    """Threaded HTTP/1.1 server on 127.0.0.1:<ephemeral>, started on construction.
 
-    def __init__(self) -> None:
+    With ``tls`` (a server-side :class:`ssl.SSLContext`) it speaks HTTPS instead.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self._lock = threading.Lock()
         self._state = _State()
         self._policy: Callable[[str], Fault | None] | None = None
         self._stop_event = threading.Event()
         self._stopped = False
-        self._httpd = _HTTPServer(self)
+        self.scheme = "https" if tls is not None else "http"
+        self._httpd = _HTTPServer(self, tls)
         self.host: str = self._httpd.server_name
         self.port: int = self._httpd.server_port
         self._thread = threading.Thread(
@@ -640,7 +672,7 @@ class FaultServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def url(self, path: str = "/") -> str:
         """Absolute URL for *path* (which must start with '/'; it is not quoted)."""

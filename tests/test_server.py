@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import shutil
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.server import AUTO, Fault, FaultServer, auto_etag, wait_until
+from tests.server import (
+    AUTO,
+    Fault,
+    FaultServer,
+    auto_etag,
+    self_signed_cert,
+    tls_context,
+    wait_until,
+)
 
 BODY = bytes(range(256)) * 40  # 10240 bytes, position-dependent content
 LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
@@ -861,3 +872,19 @@ def test_pace_holds_each_block_back(server: FaultServer) -> None:
         server.stop()  # a stopping server stops waiting
     finally:
         conn.close()
+
+
+def test_tls_server_speaks_https(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl CLI")
+    crt, key = self_signed_cert(tmp_path)
+    with FaultServer(tls=tls_context(crt, key)) as srv:
+        srv.add("/a", b"over tls")
+        assert srv.url("/a").startswith("https://127.0.0.1:")
+        client = ssl.create_default_context(cafile=str(crt))
+        conn = http.client.HTTPSConnection(srv.host, srv.port, context=client, timeout=5)
+        try:
+            conn.request("GET", "/a")
+            assert conn.getresponse().read() == b"over tls"
+        finally:
+            conn.close()
