@@ -127,6 +127,7 @@ FaultKind: TypeAlias = Literal[
     "wrong_content_range",
     "extra_bytes",
     "drop",
+    "huge_headers",
 ]
 
 
@@ -181,6 +182,11 @@ class Fault:
     def extra_bytes(cls, n: int) -> Fault:
         """Declare the real Content-Length but write *n* junk bytes after the body, then close."""
         return cls("extra_bytes", extra=_non_negative("n", n))
+
+    @classmethod
+    def huge_headers(cls, size: int, lines: int = 1) -> Fault:
+        """Send about *size* bytes of extra response headers, over *lines* header lines."""
+        return cls("huge_headers", extra=_non_negative("size", size), shift=max(1, lines))
 
     @classmethod
     def drop(cls) -> Fault:
@@ -498,6 +504,9 @@ class _Handler(BaseHTTPRequestHandler):
             put("Last-Modified", route.last_modified)
         for name, value in route.headers:
             put(name, value)
+        if kind == "huge_headers" and fault is not None:
+            for i in range(fault.shift):
+                put(f"X-Junk-{i}", "j" * (fault.extra // fault.shift))
 
         self.send_response(status)
         for name, value in headers.values():

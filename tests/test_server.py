@@ -888,3 +888,15 @@ def test_tls_server_speaks_https(tmp_path: Path) -> None:
             assert conn.getresponse().read() == b"over tls"
         finally:
             conn.close()
+
+
+def test_huge_headers(server: FaultServer) -> None:
+    server.add("/h", b"body", faults=[Fault.huge_headers(1000, lines=4)])
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        conn.request("GET", "/h")
+        resp = conn.getresponse()
+        junk = [v for k, v in resp.getheaders() if k.startswith("X-Junk-")]
+        assert junk == ["j" * 250] * 4 and resp.read() == b"body"
+    finally:
+        conn.close()
