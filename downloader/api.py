@@ -134,7 +134,10 @@ def fetch(
             interrupted = engine.run(unique(_items(urls)))
         report = tally.report(time.monotonic() - started, interrupted)
         reporter.run_finished(report)
-    finally:
-        if writer is not None:
-            writer.close()
+    except BaseException:
+        if writer is not None:  # no run, no list of failures: FILE stays as it was
+            writer.close(keep=False)
+        raise
+    if writer is not None:
+        writer.close()
     return report

@@ -87,10 +87,13 @@ class FailedWriter(NullReporter):
     def run_finished(self, report: Report) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Finish the file and move it to its name (idempotent)."""
+    def close(self, *, keep: bool = True) -> None:
+        """Finish the file and move it to its name, or drop it (idempotent)."""
         with self._lock:
             if self._stream.closed:
                 return
             self._stream.close()
-            self._tmp.replace(self.path)
+            if keep:
+                self._tmp.replace(self.path)
+            else:
+                self._tmp.unlink(missing_ok=True)

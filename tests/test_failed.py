@@ -100,3 +100,14 @@ def test_a_bad_line_is_written_as_a_comment_on_one_line() -> None:
     text = entry_lines(bad)
     assert text.startswith("# l.txt:3: bad line") and text.count("\n") == 1
     assert "\\x1b" in text and "\\x0a" in text
+
+
+def test_a_run_that_cannot_start_leaves_the_old_file_alone(tmp_path: Path) -> None:
+    failed = tmp_path / "failed.txt"
+    failed.write_text("http://127.0.0.1:9/from-an-older-run\n")
+    in_the_way = tmp_path / "file"
+    in_the_way.write_text("")
+    result = pdl("fetch", "-d", str(in_the_way), "--failed", str(failed), "http://127.0.0.1:9/")
+    assert result.exit_code == 2
+    assert failed.read_text() == "http://127.0.0.1:9/from-an-older-run\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["failed.txt", "file"]
