@@ -95,3 +95,5 @@ def test_overlapping_lists_at_once_never_corrupt_a_file(server: FaultServer, des
         assert (dest / path[1:]).read_bytes() == data, f"{path} is not exact"
         assert outcomes[url].count("ok") + outcomes[url].count("skipped") >= 1
     assert sorted(os.listdir(dest)) == sorted(p[1:] for p in bodies)
+    conflicts = sum(o.count("failed") for o in outcomes.values())
+    print(f"overlap: {len(bodies)} files, {conflicts} entries left to the other process")

@@ -4,7 +4,8 @@ The kill point is a byte count at the server, drawn at random and reached by pol
 never a sleep. After the re-run every file is exact and nothing else is left, and the
 server sent the re-run exactly the bytes that were missing on disk: complete files are
 skipped and every trusted partial is continued, not fetched again.
-``PDL_INTERRUPT_SEED`` repeats a run (the seed is printed on failure).
+``PDL_INTERRUPT_SEED`` repeats a run (the seed is printed on failure), and
+``PDL_INTERRUPT_TRIALS`` (default 4 per signal) makes a longer one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 from tests.server import FaultServer, wait_until
 
 SEED = int(os.environ.get("PDL_INTERRUPT_SEED") or random.SystemRandom().randrange(1 << 32))
-TRIALS = 4
+TRIALS = int(os.environ.get("PDL_INTERRUPT_TRIALS") or 4)
 FILES = 8
 
 
