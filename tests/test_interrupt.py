@@ -89,6 +89,8 @@ def one_trial(server: FaultServer, tmp_path: Path, rng: random.Random, signum: i
         data = final.read_bytes() if final.exists() else part.read_bytes() if size else b""
         assert data == bodies[name][:size], f"{name}: kept bytes are not the file's"
 
+    # the killed run's connections may still be sending a block: count none of it
+    wait_until(lambda: server.active_connections() == 0, 20)
     server.clear_requests()
     rerun = spawn(listing, dest)
     _out, err = rerun.communicate(timeout=60)
