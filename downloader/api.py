@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+
+import urllib3.exceptions
 
 from .cancel import CancelToken
 from .engine import Engine
 from .errors import BadLine
+from .failed import FailedWriter
 from .options import (
     DEFAULT_SPLIT_MIN_SIZE,
     DEFAULT_USER_AGENT,
@@ -44,6 +49,17 @@ def _headers(
     return tuple(h if isinstance(h, tuple) else parse_header(h) for h in headers)
 
 
+@contextlib.contextmanager
+def _quiet_insecure(insecure: bool) -> Iterator[None]:
+    """With ``insecure``, no urllib3 warning per request for the run (the CLI warns once)."""
+    if not insecure:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        yield
+
+
 def fetch(
     urls: Iterable[str | Entry | BadLine],
     *,
@@ -64,6 +80,7 @@ def fetch(
     per_host: int | None = None,
     split: int = 1,
     split_min_size: int | str = DEFAULT_SPLIT_MIN_SIZE,
+    failed: str | Path | None = None,
     json: bool = False,
     quiet: bool = False,
     progress: bool = False,
@@ -89,7 +106,8 @@ def fetch(
     bad arguments raise :class:`UsageError`. With ``keep_results=False`` only failed
     results are kept in the report (for lists of millions of entries). On Ctrl-C the
     running downloads stop, their ``.part`` files are kept, and the report says
-    ``interrupted``.
+    ``interrupted``. ``failed=PATH`` writes every failed entry to PATH (mode 0600) as
+    a URL list that re-runs them (see :mod:`downloader.failed`).
     """
     if isinstance(urls, str):
         urls = [urls]  # one URL, not its characters
@@ -124,13 +142,24 @@ def fetch(
         errors=(verbose or progress) and not quiet,
     )
     reporter = shown if reporter is None else combine(reporter, shown)
+    writer = FailedWriter(failed) if failed is not None else None
+    if writer is not None:
+        reporter = combine(reporter, writer)
     tally = Tally(keep_results=keep_results)
     started = time.monotonic()
-    if not dry_run:
-        make_dest(options.dest)
-    reporter.run_started(options.jobs)
-    engine = Engine(options, reporter, cancel or CancelToken(), tally)
-    interrupted = engine.run(unique(_items(urls)))
-    report = tally.report(time.monotonic() - started, interrupted)
-    reporter.run_finished(report)
+    try:
+        if not dry_run:
+            make_dest(options.dest)
+        reporter.run_started(options.jobs)
+        engine = Engine(options, reporter, cancel or CancelToken(), tally)
+        with _quiet_insecure(options.insecure):
+            interrupted = engine.run(unique(_items(urls)))
+        report = tally.report(time.monotonic() - started, interrupted)
+        reporter.run_finished(report)
+    except BaseException:
+        if writer is not None:  # no run, no list of failures: FILE stays as it was
+            writer.close(keep=False)
+        raise
+    if writer is not None:
+        writer.close()
     return report

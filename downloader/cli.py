@@ -31,6 +31,10 @@ from .version import __version__
 
 EXIT_SIGTERM = 143
 EXIT_SIGINT = 130
+INSECURE_WARNING = (
+    "pdl: warning: --insecure: TLS certificates are not verified; "
+    "anyone on the network path can read or change the downloads"
+)
 
 FETCH_EPILOG = """\b
 Examples:
@@ -258,6 +262,12 @@ def main() -> None:
     help="Print 'URL -> path' for each entry; download nothing.",
 )
 @click.option(
+    "--failed",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_default="none",
+    help="Write every failed entry to FILE (mode 0600) as a URL list that re-runs them.",
+)
+@click.option(
     "-q",
     "--quiet",
     is_flag=True,
@@ -306,6 +316,8 @@ def fetch(
         raise click.UsageError("--insecure and --ca-bundle cannot be used together")
     stdout = sys.stdout
     stderr = sys.stderr
+    if options["insecure"]:  # once per run, not once per request
+        click.echo(INSECURE_WARNING, err=True)
     bars = (stderr.isatty() if progress is None else progress) and not quiet
     reporter = standard_reporter(
         stdout=stdout,

@@ -218,6 +218,7 @@ class _Download:
         """How much of an existing ``.part`` may be kept: only what a record vouches for."""
         assert self.rel is not None
         name = self.rel[-1]
+        folder.lock_part(name)  # before the partial is read: one process per .part
         kind, size = folder.look(name + PART_SUFFIX)
         if kind is None:
             return _Plan(0, None)

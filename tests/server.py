@@ -22,7 +22,9 @@ import enum
 import hashlib
 import re
 import socket
+import ssl
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -32,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from socketserver import TCPServer
 from types import TracebackType
 from typing import Any, Final, Literal, TypeAlias
@@ -51,6 +54,8 @@ __all__ = [
     "FaultServer",
     "RecordedRequest",
     "auto_etag",
+    "self_signed_cert",
+    "tls_context",
     "wait_until",
 ]
 
@@ -73,6 +78,22 @@ AUTO: Final = _Auto.AUTO
 def auto_etag(body: bytes) -> str:
     """The ETag ``FaultServer`` uses for ``etag=AUTO``: a strong tag from sha256 of *body*."""
     return '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+
+
+def self_signed_cert(where: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM files in *where*), made by ``openssl``."""
+    key, crt = where / "key.pem", where / "cert.pem"
+    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", str(key)]
+    args += ["-out", str(crt), "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+    return crt, key
+
+
+def tls_context(crt: Path, key: Path) -> ssl.SSLContext:
+    """A server-side context for ``FaultServer(tls=...)``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(crt, key)
+    return context
 
 
 def wait_until(
@@ -106,6 +127,7 @@ FaultKind: TypeAlias = Literal[
     "wrong_content_range",
     "extra_bytes",
     "drop",
+    "huge_headers",
 ]
 
 
@@ -162,6 +184,11 @@ class Fault:
         return cls("extra_bytes", extra=_non_negative("n", n))
 
     @classmethod
+    def huge_headers(cls, size: int, lines: int = 1) -> Fault:
+        """Send about *size* bytes of extra response headers, over *lines* header lines."""
+        return cls("huge_headers", extra=_non_negative("size", size), shift=max(1, lines))
+
+    @classmethod
     def drop(cls) -> Fault:
         """Close the connection right after reading the request, without any response."""
         return cls("drop")
@@ -187,6 +214,7 @@ class _File:
     ranges: bool
     delay: float
     chunked: bool
+    pace: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -266,14 +294,21 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # we join handler threads ourselves, with a deadline
 
-    def __init__(self, owner: FaultServer) -> None:
+    def __init__(self, owner: FaultServer, tls: ssl.SSLContext | None = None) -> None:
         self.owner = owner
+        self.tls = tls
         self.conn_lock = threading.Lock()
         self.conns: dict[socket.socket, int] = {}
         self.threads: set[threading.Thread] = set()
         self.next_conn_id = 0
         self.connections_opened = 0
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        if self.tls is not None:  # the handshake happens in the handler thread, at first read
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, addr
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), i.e. a reverse DNS lookup; skip it.
@@ -472,6 +507,9 @@ class _Handler(BaseHTTPRequestHandler):
             put("Last-Modified", route.last_modified)
         for name, value in route.headers:
             put(name, value)
+        if kind == "huge_headers" and fault is not None:
+            for i in range(fault.shift):
+                put(f"X-Junk-{i}", "j" * (fault.extra // fault.shift))
 
         self.send_response(status)
         for name, value in headers.values():
@@ -481,7 +519,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         limit = fault.after if kind in ("truncate", "reset", "stall") and fault else None
-        complete = self._write_payload(key, payload, chunked, limit)
+        complete = self._write_payload(key, payload, chunked, limit, route.pace)
         if kind == "extra_bytes" and fault is not None and complete:
             self._write_counted(key, _JUNK_BYTE * fault.extra)
             self.close_connection = True
@@ -497,8 +535,12 @@ class _Handler(BaseHTTPRequestHandler):
             owner.count_bytes(key, -len(data))
             raise
 
-    def _write_payload(self, key: str, payload: bytes, chunked: bool, limit: int | None) -> bool:
+    def _write_payload(
+        self, key: str, payload: bytes, chunked: bool, limit: int | None, pace: float = 0.0
+    ) -> bool:
         """Write the body (framed if *chunked*), at most *limit* payload bytes.
+
+        With *pace*, wait that many seconds after each block (a slow server).
 
         Returns True if the whole payload (and chunked terminator) was written.
         """
@@ -514,6 +556,10 @@ class _Handler(BaseHTTPRequestHandler):
             pos += len(part)
             if chunked and len(part) == len(piece):
                 self.wfile.write(b"\r\n")
+            if pace and pos < allowance:
+                self.wfile.flush()
+                if self.server.owner.sleep(pace):
+                    return False
         if allowance < len(payload):
             return False
         if chunked:
@@ -572,14 +618,19 @@ class _State:
 
 
 class FaultServer:
-    """Threaded HTTP/1.1 server on 127.0.0.1:<ephemeral>, started on construction."""
+    """Threaded HTTP/1.1 server on 127.0.0.1:<ephemeral>, started on construction.
 
-    def __init__(self) -> None:
+    With ``tls`` (a server-side :class:`ssl.SSLContext`) it speaks HTTPS instead.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self._lock = threading.Lock()
         self._state = _State()
+        self._policy: Callable[[str], Fault | None] | None = None
         self._stop_event = threading.Event()
         self._stopped = False
-        self._httpd = _HTTPServer(self)
+        self.scheme = "https" if tls is not None else "http"
+        self._httpd = _HTTPServer(self, tls)
         self.host: str = self._httpd.server_name
         self.port: int = self._httpd.server_port
         self._thread = threading.Thread(
@@ -635,7 +686,7 @@ class FaultServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def url(self, path: str = "/") -> str:
         """Absolute URL for *path* (which must start with '/'; it is not quoted)."""
@@ -655,8 +706,12 @@ class FaultServer:
         delay: float = 0.0,
         faults: list[Fault] | None = None,
         chunked: bool = False,
+        pace: float = 0.0,
     ) -> None:
-        """Serve *body* at *path* (replacing any route there).  *faults* replaces the queue."""
+        """Serve *body* at *path* (replacing any route there).  *faults* replaces the queue.
+
+        *pace* makes a slow server: it waits that many seconds after each 64 KiB block.
+        """
         route = _File(
             body=bytes(body),
             etag=auto_etag(body) if etag is AUTO else etag,
@@ -665,6 +720,7 @@ class FaultServer:
             ranges=ranges,
             delay=delay,
             chunked=chunked,
+            pace=pace,
         )
         with self._lock:
             self._state.routes[self._check_path(path)] = route
@@ -691,7 +747,14 @@ class FaultServer:
                 ranges=base.ranges,
                 delay=base.delay,
                 chunked=base.chunked,
+                pace=base.pace,
             )
+
+    def body(self, path: str) -> bytes | None:
+        """The body *path* serves now (None when it is not a file route)."""
+        with self._lock:
+            route = self._state.routes.get(path)
+        return route.body if isinstance(route, _File) else None
 
     def redirect(self, path: str, location: str, status: int = 302) -> None:
         """Answer *path* with *status* and ``Location: location`` (sent verbatim)."""
@@ -786,6 +849,15 @@ class FaultServer:
 
     # -- used by the handler -------------------------------------------------------------------
 
+    def set_fault_policy(self, policy: Callable[[str], Fault | None] | None) -> None:
+        """Decide a fault per request: ``policy(route_key)`` is asked when no fault is queued.
+
+        It runs outside the server's lock, so it may call :meth:`set_body` (a new version
+        served by this very request); ``None`` removes the policy.
+        """
+        with self._lock:
+            self._policy = policy
+
     def take(self, target: str) -> tuple[str, _Route | None, Fault | None]:
         """Resolve *target* to (route key, route, next queued fault, popped)."""
         raw = target.split("?", 1)[0].split("#", 1)[0]
@@ -798,7 +870,12 @@ class FaultServer:
                     key = unquoted
             queue = st.faults.get(key)
             fault = queue.popleft() if queue else None
-            return key, st.routes.get(key), fault
+            policy = self._policy
+            if fault is not None or policy is None:
+                return key, st.routes.get(key), fault
+        fault = policy(key)
+        with self._lock:
+            return key, self._state.routes.get(key), fault
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:

@@ -41,6 +41,7 @@ def test_help_shows_options_with_defaults() -> None:
         "--ca-bundle",
         "--json",
         "--dry-run",
+        "--failed",
         "--quiet",
         "--progress",
         "--verbose",
@@ -307,7 +308,9 @@ def test_interrupt_while_reading_a_pipe_that_stays_open(server: FaultServer, des
         # the second line releases the first entry (it might have had option lines)
         proc.stdin.write(f"{server.url('/slow.bin')}\n{server.url('/next.bin')}\n")
         proc.stdin.flush()
-        wait_until(lambda: server.stalled_count() == 1, 20)  # downloading, stdin still open
+        part = dest / "slow.bin.part"
+        # downloading (its first bytes are on disk), stdin still open
+        wait_until(lambda: part.exists() and part.stat().st_size == 1000, 20)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=10)
     finally:
