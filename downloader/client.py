@@ -198,6 +198,10 @@ class Client:
         return new, sent
 
     def close(self) -> None:
-        self._direct.clear()
-        for manager in self._proxied.values():
+        """Close every connection now (urllib3 2 otherwise leaves it to garbage collection)."""
+        for manager in (self._direct, *self._proxied.values()):
+            for key in list(manager.pools.keys()):
+                pool = manager.pools.get(key)
+                if pool is not None:
+                    pool.close()
             manager.clear()

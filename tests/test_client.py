@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from downloader import Status, fetch
-from downloader.client import _split_credentials, keeps_credentials
-from tests.server import FaultServer
+from downloader.client import Client, ClientConfig, _split_credentials, finish, keeps_credentials
+from tests.server import FaultServer, wait_until
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,20 @@ def test_redirect_to_a_malformed_or_foreign_url_fails_the_entry(
     assert result.status is Status.FAILED and "redirect" in (result.error or "")
     assert len(server.requests) == 1  # not worth a retry
     assert list(dest.iterdir()) == []
+
+
+def test_close_leaves_no_connection_open(server: FaultServer) -> None:
+    """After a body abandoned mid-way and a reused connection, close() closes them all."""
+    server.add("/big.bin", b"x" * 2_000_000)
+    server.add("/small.bin", b"small")
+    client = Client(ClientConfig(headers=(), timeout=5, verify=True))
+    abandoned = client.get(server.url("/big.bin"), {})
+    abandoned.read1(100_000)
+    finish(abandoned)  # as after a local write error: the connection is closed
+    kept = client.get(server.url("/small.bin"), {})
+    while kept.read1(1024):
+        pass
+    finish(kept)  # read to its end: back in the pool, open
+    wait_until(lambda: server.active_connections() == 1, timeout=5)
+    client.close()
+    wait_until(lambda: server.active_connections() == 0, timeout=5)
