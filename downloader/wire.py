@@ -63,6 +63,14 @@ def translated(where: Callable[[], str]) -> Iterator[None]:
         raise TransferError(f"TLS error: {short_reason(exc)}", retryable=False) from None
     except u3.LocationParseError as exc:
         raise TransferError(f"invalid URL: {short_reason(exc)}") from None
+    except u3.ProtocolError as exc:
+        inner = innermost(exc)
+        if isinstance(inner, http.client.LineTooLong) or "more than 100 headers" in str(inner):
+            # a broken server: it answers the same way next time
+            raise TransferError(
+                f"the server's response header is too large ({inner})", retryable=False
+            ) from None
+        raise ConnectionFailed(f"{short_reason(exc)} ({where()})") from None
     except u3.NewConnectionError as exc:  # a subclass of ConnectTimeoutError, but not a timeout
         raise ConnectionFailed(f"{short_reason(exc)} ({where()})") from None
     except (u3.TimeoutError, TimeoutError):
@@ -71,16 +79,22 @@ def translated(where: Callable[[], str]) -> Iterator[None]:
         raise ConnectionFailed(f"{short_reason(exc)} ({where()})") from None
 
 
-def short_reason(exc: BaseException) -> str:
-    """The innermost reason of a urllib3 error, without pool and errno noise."""
-    reason: BaseException = exc
+def innermost(exc: BaseException) -> BaseException:
+    """The exception at the bottom of urllib3's wrapping (``reason``, or one in ``args``)."""
+    reason = exc
     for _ in range(8):
         inner = getattr(reason, "reason", None)
-        if not isinstance(inner, BaseException) and reason.args:
-            inner = reason.args[0]
-        if not isinstance(inner, BaseException) or inner is reason:
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in reason.args if isinstance(a, BaseException)), None)
+        if inner is None or inner is reason:
             break
         reason = inner
+    return reason
+
+
+def short_reason(exc: BaseException) -> str:
+    """The innermost reason of a urllib3 error, without pool and errno noise."""
+    reason = innermost(exc)
     text = str(reason)
     text = re.sub(r"^<?[\w.]*Connection(?:Pool)?\b[^:]*?: ", "", text)
     text = re.sub(r"\[Errno -?\d+\] ", "", text)
