@@ -128,7 +128,15 @@ def _pdl(job: Job) -> list[str]:
 
 
 def pdl_env(pdl_root: Path) -> dict[str, str]:
+    """pdl's environment: its checkout first on the path, and Python as users have it.
+
+    A user's Python reuses compiled bytecode and buffers a pipe; machines that set
+    PYTHONDONTWRITEBYTECODE (pdl would then compile itself at every start, about
+    60 ms) or PYTHONUNBUFFERED (a write per output line) would not measure pdl.
+    """
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTHONUNBUFFERED", None)
     env["PYTHONPATH"] = str(pdl_root) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
