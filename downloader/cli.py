@@ -256,6 +256,7 @@ def fetch(
     stdout = sys.stdout
     stderr = sys.stderr
     bars = (stderr.isatty() if progress is None else progress) and not quiet
+    bars = bars and not options["dry_run"]  # a plan is printed at once: nothing to watch
     reporter = standard_reporter(
         stdout=stdout,
         stderr=stderr,

@@ -187,6 +187,7 @@ class _File:
     ranges: bool
     delay: float
     chunked: bool
+    rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -478,7 +479,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         limit = fault.after if kind in ("truncate", "reset", "stall") and fault else None
-        complete = self._write_payload(key, payload, chunked, limit)
+        complete = self._write_payload(key, payload, chunked, limit, route.rate)
         if kind == "extra_bytes" and fault is not None and complete:
             self._write_counted(key, _JUNK_BYTE * fault.extra)
             self.close_connection = True
@@ -494,15 +495,24 @@ class _Handler(BaseHTTPRequestHandler):
             owner.count_bytes(key, -len(data))
             raise
 
-    def _write_payload(self, key: str, payload: bytes, chunked: bool, limit: int | None) -> bool:
-        """Write the body (framed if *chunked*), at most *limit* payload bytes.
+    def _write_payload(
+        self, key: str, payload: bytes, chunked: bool, limit: int | None, rate: float = 0.0
+    ) -> bool:
+        """Write the body (framed if *chunked*), at most *limit* payload bytes, paced to
+        *rate* bytes a second when it is not 0.
 
         Returns True if the whole payload (and chunked terminator) was written.
         """
         allowance = len(payload) if limit is None else min(limit, len(payload))
         block = _CHUNK_SIZE if chunked else _WRITE_BLOCK
+        if rate > 0:
+            block = max(1, min(block, int(rate / 20)))  # about 20 writes a second
+        started = time.monotonic()
         pos = 0
         while pos < allowance:
+            ahead = pos / rate - (time.monotonic() - started) if rate > 0 else 0.0
+            if ahead > 0 and self.server.owner.sleep(ahead):
+                return False  # stopping
             piece = payload[pos : pos + block]
             part = piece[: allowance - pos]
             if chunked:
@@ -650,8 +660,12 @@ class FaultServer:
         delay: float = 0.0,
         faults: list[Fault] | None = None,
         chunked: bool = False,
+        rate: float = 0.0,
     ) -> None:
-        """Serve *body* at *path* (replacing any route there).  *faults* replaces the queue."""
+        """Serve *body* at *path* (replacing any route there).  *faults* replaces the queue.
+
+        *rate* paces the body to that many bytes a second (0: as fast as possible).
+        """
         route = _File(
             body=bytes(body),
             etag=auto_etag(body) if etag is AUTO else etag,
@@ -660,6 +674,7 @@ class FaultServer:
             ranges=ranges,
             delay=delay,
             chunked=chunked,
+            rate=rate,
         )
         with self._lock:
             self._state.routes[self._check_path(path)] = route
@@ -686,6 +701,7 @@ class FaultServer:
                 ranges=base.ranges,
                 delay=base.delay,
                 chunked=base.chunked,
+                rate=base.rate,
             )
 
     def redirect(self, path: str, location: str, status: int = 302) -> None:
