@@ -1,8 +1,9 @@
 """Progress bars on a terminal: one total bar over one row per busy worker.
 
-Workers only add to counters (``SlotBar.update`` is an addition and a clock
-read); the screen is painted at most every ``BAR_REFRESH`` seconds by whichever
-thread finds the interval over, under a lock that no worker ever waits for.
+Workers only add to counters (``SlotBar.update`` is two additions); the screen
+is painted every ``BAR_REFRESH`` seconds by one painter thread (as tqdm's
+monitor does), so a stalled download still shows its rate falling, and no
+worker ever waits for the terminal.
 A paint rewrites the whole region in one ``write``: the cursor rests on the
 first row of the region, so a line printed above the bars (``above``) clears
 the region, prints, and paints it again below; nothing is left to scroll away.
@@ -117,8 +118,6 @@ class SlotBar:
     def update(self, n: int) -> None:
         self.done += n
         self.moved += n
-        if self._bars.clock() >= self._bars.next_paint:
-            self._bars.paint()
 
 
 class Bars:
@@ -130,6 +129,7 @@ class Bars:
         *,
         clock: Callable[[], float] = time.monotonic,
         size: Callable[[], Size] | None = None,
+        painter: bool = True,
     ) -> None:
         self._stream = stream
         self.clock = clock
@@ -150,6 +150,13 @@ class Bars:
         self._closed = False
         self.next_paint = 0.0
         self.paints = 0
+        self._stop = threading.Event()
+        self._painter = threading.Thread(target=self._paint_loop, name="bars", daemon=True)
+        self._use_painter = painter
+
+    def _paint_loop(self) -> None:
+        while not self._stop.wait(BAR_REFRESH):
+            self.paint()
 
     # -- what the reporter tells ---------------------------------------------------------
 
@@ -160,14 +167,14 @@ class Bars:
             self._rows = [None] * rows
             self._more_row = more
         self.paint(force=True)
+        if self._use_painter:
+            self._painter.start()
 
     def set_total(self, entries: int) -> None:
         self._entries = entries
 
     def set_done(self, done: int, failed: int) -> None:
         self._done, self._failed = done, failed
-        if self.clock() >= self.next_paint:
-            self.paint()
 
     def slot(self, slot: int) -> SlotBar:
         bar = self._slots.get(slot)
@@ -203,18 +210,14 @@ class Bars:
     # -- the screen -------------------------------------------------------------------------
 
     def paint(self, *, force: bool = False) -> None:
-        """Paint the region if the interval is over (or ``force``); never waits for the lock."""
-        if not self._lock.acquire(blocking=force):
-            return
-        try:
+        """Paint the region now (``force``), or when the interval since the last is over."""
+        with self._lock:
             now = self.clock()
-            if self._closed or (not force and now < self.next_paint):
+            if self._closed or (not force and now < self.next_paint - 0.01):
                 return
             self.next_paint = now + BAR_REFRESH
             self._last = self._lines(now)
             self._draw(self._last)
-        finally:
-            self._lock.release()
 
     @contextmanager
     def above(self) -> Iterator[None]:
@@ -238,6 +241,9 @@ class Bars:
 
     def close(self) -> None:
         """Leave the total bar, final, with the cursor below it."""
+        self._stop.set()
+        if self._painter.is_alive():
+            self._painter.join()
         with self._lock:
             if self._closed:
                 return

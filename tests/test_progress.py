@@ -100,10 +100,11 @@ class Clock:
 
 def _bars(columns: int = 80, lines: int = 24) -> tuple[io.StringIO, Bars, Clock]:
     out, clock = io.StringIO(), Clock()
-    return out, Bars(out, clock=clock, size=lambda: Size(columns, lines)), clock
+    bars = Bars(out, clock=clock, size=lambda: Size(columns, lines), painter=False)
+    return out, bars, clock
 
 
-def test_updates_paint_at_most_once_per_refresh_interval() -> None:
+def test_workers_never_paint_and_paints_are_an_interval_apart() -> None:
     out, bars, clock = _bars()
     bars.start(2)
     assert bars.paints == 1  # the empty total bar at once
@@ -112,8 +113,10 @@ def test_updates_paint_at_most_once_per_refresh_interval() -> None:
     for _ in range(1000):
         slot.update(10)
     assert bars.paints == 1
+    bars.paint()  # the painter's call: too soon after the last
+    assert bars.paints == 1
     clock.now += BAR_REFRESH
-    slot.update(10)
+    bars.paint()
     assert bars.paints == 2
     assert "a.iso" in _screen(out.getvalue())[1] and "9.79KiB/9.77KiB" not in out.getvalue()
 
