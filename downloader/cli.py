@@ -281,8 +281,8 @@ def fetch(
     _exit(signals.exit_code if report.interrupted else report.exit_code)
 
 
-def _print_summary(report: Report, stream: Any) -> None:
-    for line in summary_lines(report):
+def _print_summary(report: Report, stream: Any, failed_file: str | None = None) -> None:
+    for line in summary_lines(report, failed_file):
         click.echo(line, file=stream)
 
 
