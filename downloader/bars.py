@@ -313,7 +313,9 @@ class Bars:
 
     def _slot_line(self, bar: SlotBar, now: float, width: int) -> str:
         name_width = max(8, min(40, width - 46))
-        name = cut_name(bar.name or "…", name_width, "~" if self._ascii else "…")
+        if not bar.name:  # connecting, waiting for the answer
+            return "  " + cut_name("…" if not self._ascii else "~", name_width) + " starting"
+        name = cut_name(bar.name, name_width, "~" if self._ascii else "…")
         elapsed = max(1e-9, now - bar.started)
         size = bar.size if bar.size is not None and bar.size >= bar.done else None
         rate = (bar.done - bar.base) / elapsed

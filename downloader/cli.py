@@ -225,10 +225,10 @@ def tune(
     n = len(picked.entries)
     run, skipped = allowed_levels(levels, sample=n, hosts=picked.hosts, per_host=per_host)
     say(
-        f"pdl tune: {n} of {picked.listed} entries, downloaded once per level "
+        f"pdl tune: {n} of {picked.listed} entries, once per level "
         f"(-j {','.join(map(str, run))}): {n * len(run)} downloads"
     )
-    say("pdl tune: all of it into a temporary folder that is removed")
+    say("pdl tune: all into a temporary folder that is removed")
     for left_out in skipped:
         say(f"pdl tune: -j {left_out.jobs} left out: {left_out.reason}")
     bars = stderr.isatty() if progress is None else progress

@@ -124,3 +124,42 @@ class Terminal:
 
 def pdl_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "downloader", *args]
+
+
+def _capture(columns: int = 100, lines: int = 24) -> None:  # pragma: no cover - a tool
+    """Print the screens shown in the README: ``python -m tests.terminal``."""
+    import tempfile
+
+    from tests.server import Fault, FaultServer
+
+    work = Path(tempfile.mkdtemp(prefix="pdl-screens-"))
+    with FaultServer() as server:
+        names = [f"part-{i:03d}.tar.gz" for i in range(200)]
+        names[3] = "ubuntu-24.04.1-live-server-amd64.iso"
+        for i, name in enumerate(names):
+            server.add(f"/data/{name}", bytes(150_000 + 4099 * i), rate=250_000)
+        server.add_faults(f"/data/{names[41]}", Fault.status(404))
+        server.add_faults(f"/data/{names[77]}", Fault.status(503))
+        urls = "".join(f"{server.url('/data/' + n)}\n" for n in names)
+        (work / "urls.txt").write_text(urls.replace("127.0.0.1", "localhost"))
+        out = (work / "paths.txt").open("w")
+        argv = pdl_argv("fetch", "urls.txt", "-j", "16", "-d", "dl", "-v", "--retry-wait", "0.5")
+        term = Terminal(argv, columns=columns, lines=lines, cwd=work, stdout=out.fileno())
+        term.wait_for(lambda t: any(r.startswith("total") and "/200" in r for r in t.lines()))
+        term.wait_for(lambda t: any("ETA 00:0" in r for r in t.lines()))
+        print("$ pdl fetch urls.txt -j 16 -d dl -v > paths.txt   # while it runs")
+        print("\n".join(term.lines()).rstrip())
+        term.finish()
+        print("\n$ pdl fetch urls.txt -j 16 -d dl -v > paths.txt   # at the end")
+        print(term.text())
+        for name in names:  # tune: files of 1 MB, 10 ms to answer, as fast as the CPU goes
+            server.add(f"/data/{name}", bytes(1_000_000), delay=0.01)
+        argv = pdl_argv("tune", "urls.txt", "-j", "1,2,4,8,16,32")
+        term = Terminal(argv, columns=columns, lines=lines, cwd=work)
+        term.finish(timeout=300)
+        print("\n$ pdl tune urls.txt")
+        print(term.text())
+
+
+if __name__ == "__main__":
+    _capture()

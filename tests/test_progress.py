@@ -214,3 +214,12 @@ def test_combine_forwards_to_every_reporter() -> None:
     both.result(OK, COUNTS)
     both.message("m")
     assert a.results == b.results == [OK] and a.messages == b.messages == ["m"]
+
+
+def test_a_slot_waiting_for_its_answer_says_so() -> None:
+    out, bars, clock = _bars()
+    bars.start(2)
+    bars.busy(0)
+    clock.now += BAR_REFRESH
+    bars.paint()
+    assert _screen(out.getvalue())[1].split() == ["~", "starting"]  # StringIO: no encoding, ASCII

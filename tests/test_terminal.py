@@ -19,7 +19,7 @@ from tests.terminal import Terminal, pdl_argv
 pytestmark = pytest.mark.slow
 
 TOTAL = re.compile(r"^total +\d+%\|.*\| (\d+)/(\d+) files")
-WORKER = re.compile(r"^  \S.* (\d+(\.\d+)?[KMG]?i?B)(/\S+)? .*/s$")
+WORKER = re.compile(r"^  \S.*( \d+(\.\d+)?[KMG]?i?B(/\S+)? .*/s| starting)$")
 MORE = re.compile(r"^  \+(\d+) more$")
 SUMMARY_HEAD = re.compile(r"^pdl: done")
 

@@ -203,7 +203,7 @@ def test_tune_prints_table_chart_and_recommendation_on_stdout(
     assert _table_jobs(out) == ["1", "2", "4"]
     assert "throughput (MiB/s) by -j" in lines
     assert lines[-1].startswith("recommended: -j ")
-    assert "8 of 8 entries, downloaded once per level (-j 1,2,4): 24 downloads" in err
+    assert "8 of 8 entries, once per level (-j 1,2,4): 24 downloads" in err
     assert "temporary folder that is removed" in err
     assert len(server.requests_for("/f0")) == 3
 
