@@ -148,6 +148,7 @@ class Bars:
         self._failed = 0
         self._last: list[str] = []  # the lines of the last paint
         self._closed = False
+        self._final = False  # the last paint shows the whole run's average rate
         self.next_paint = 0.0
         self.paints = 0
         self._stop = threading.Event()
@@ -247,6 +248,7 @@ class Bars:
         with self._lock:
             if self._closed:
                 return
+            self._final = True
             self._draw(self._lines(self.clock())[:1])
             self._stream.write("\n")
             self._stream.flush()
@@ -278,7 +280,7 @@ class Bars:
         while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW:
             samples.popleft()
         then, before = samples[0]
-        if now - then < BAR_REFRESH:  # too soon for a window: the run's average
+        if now - then < BAR_REFRESH or self._final:  # the run's average
             then, before = self._started, 0
         return moved, (moved - before) / (now - then) if now > then else 0.0
 
