@@ -129,6 +129,36 @@ def drained_pty() -> Iterator[int]:
         os.close(master)
 
 
+def bar_costs() -> None:
+    """The bars' own work, in-process and free of the machine's load: one paint of 16
+    rows, and what one small file costs (busy, begin, update, idle, set_done)."""
+    from downloader.bars import Bars, Size
+
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        bars = Bars(sink, size=lambda: Size(100, 24), painter=False)
+        bars.start(16)
+        bars.set_total(200)
+        for slot in range(16):
+            bars.busy(slot).begin(f"part-{slot:03d}.tar.gz", 900_000, 0)
+            bars.slot(slot).update(300_000)
+        started = time.perf_counter()
+        for _ in range(1000):
+            bars.paint(force=True)
+        paint = (time.perf_counter() - started) / 1000
+        started = time.perf_counter()
+        for i in range(100_000):
+            handle = bars.busy(i % 16)
+            handle.begin("x.bin", 4096, 0)
+            handle.update(4096)
+            bars.idle(i % 16)
+            bars.set_done(i, 0)
+        per_file = (time.perf_counter() - started) / 100_000
+    print(
+        f"one paint of 16 rows: {paint * 1e3:.2f} ms ({paint * 4:.2%} of a core at 4 a second); "
+        f"per file: {per_file * 1e6:.1f} us"
+    )
+
+
 def bars(args: argparse.Namespace) -> None:
     body = hashlib.sha256(b"pdl").digest() * max(1, args.size // 32)
     work = Path(tempfile.mkdtemp(prefix="pdl-bench-", dir=args.tmp))
@@ -165,6 +195,7 @@ def bars(args: argparse.Namespace) -> None:
             print(f"{mode:>14} {wall:>8.2f} {cpu:>7.2f} {rate[mode]:>8.0f}")
         cost = 1 - rate["--progress"] / rate["--no-progress"]
         print(f"bars cost {cost:+.1%} of throughput")
+        bar_costs()
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -41,4 +41,4 @@ def test_bars_smoke(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     modes = [line.split()[0] for line in done.stdout.splitlines()[2:4]]
     assert modes == ["--progress", "--no-progress"]
-    assert "bars cost" in done.stdout
+    assert "bars cost" in done.stdout and "one paint of 16 rows" in done.stdout
