@@ -6,7 +6,9 @@ goes on, the rows that scrolled off above, and the screen at the end.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,3 +180,21 @@ def test_without_a_terminal_no_bars_a_line_per_failure_and_the_summary(
     assert lines[0] == f"pdl: failed: {server.url('/' + names[3])} (urls.txt:4): HTTP 404 Not Found"
     assert SUMMARY_HEAD.match(lines[1])
     assert "total" not in done.stderr
+
+
+def test_ctrl_c_leaves_the_total_bar_and_the_summary(
+    server: FaultServer, tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    names = _serve(server, tmp_path, 8)
+    for name in names:
+        server.add_faults(f"/{name}", Fault.stall(after=5000))
+    term = _start(terminals, tmp_path, "-j", "4")
+    wait_until(lambda: server.stalled_count() == 4, timeout=60)
+    term.wait_for(lambda t: len(_workers(t)) == 4, timeout=60)
+    os.killpg(term.process.pid, signal.SIGINT)  # as Ctrl-C does: the whole foreground group
+    assert term.finish() == 130
+    _assert_no_bar_scrolled_off(term)
+    text = term.text().splitlines()
+    assert not any(WORKER.match(row) for row in text)
+    assert sum(row.startswith("total ") for row in text) == 1
+    assert any(row.startswith("pdl: interrupted: 0 ok") for row in text)
