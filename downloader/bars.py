@@ -21,9 +21,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple, TextIO
 
-from tqdm import tqdm
-from tqdm.utils import disp_len, disp_trim
-
 BAR_REFRESH = 0.25
 """Seconds between paints: four a second at most."""
 ROOM = 4
@@ -60,8 +57,22 @@ def layout(jobs: int, lines: int) -> tuple[int, bool]:
     return max(0, room - 1), room >= 1
 
 
+def _interval(seconds: float) -> str:
+    from tqdm import tqdm
+
+    return str(tqdm.format_interval(seconds))
+
+
 def _cells(text: str) -> int:
+    from tqdm.utils import disp_len  # tqdm is imported only when bars are drawn
+
     return int(disp_len(text))
+
+
+def _trim(text: str, width: int) -> str:
+    from tqdm.utils import disp_trim
+
+    return str(disp_trim(text, width))
 
 
 def cut_name(name: str, width: int, ellipsis: str = "…") -> str:
@@ -71,7 +82,7 @@ def cut_name(name: str, width: int, ellipsis: str = "…") -> str:
         return name + " " * (width - _cells(name))
     tail = max(0, min(8, width // 3))
     head_width = width - tail - len(ellipsis)
-    head = str(disp_trim(name, max(0, head_width)))
+    head = _trim(name, max(0, head_width))
     tail_text = name[-tail:] if tail else ""
     text = head + ellipsis + tail_text
     return text + " " * max(0, width - _cells(text))
@@ -131,6 +142,9 @@ class Bars:
         size: Callable[[], Size] | None = None,
         painter: bool = True,
     ) -> None:
+        from tqdm import tqdm
+
+        self._meter = tqdm.format_meter
         self._stream = stream
         self.clock = clock
         self._size = size or (lambda: terminal_size(stream))
@@ -298,8 +312,8 @@ class Bars:
             total = max(self._entries, self._done)
         eta = "?"
         if total is not None and self._done:
-            eta = tqdm.format_interval(elapsed * (total - self._done) / self._done)
-        line = tqdm.format_meter(
+            eta = _interval(elapsed * (total - self._done) / self._done)
+        line = self._meter(
             self._done,
             total,
             elapsed,
@@ -311,7 +325,7 @@ class Bars:
             eta=eta,
             failed=failed,
         )
-        return str(disp_trim(line, width))
+        return _trim(line, width)
 
     def _slot_line(self, bar: SlotBar, now: float, width: int) -> str:
         name_width = max(8, min(40, width - 46))
@@ -326,7 +340,7 @@ class Bars:
         fmt = "  {desc} {data}"
         if size is not None and width - name_width >= 46:
             fmt = "  {desc} {percentage:3.0f}%|{bar}| {data}"
-        line = tqdm.format_meter(
+        line = self._meter(
             bar.done,
             size,
             elapsed,
@@ -336,4 +350,4 @@ class Bars:
             bar_format=fmt,
             data=data,
         )
-        return str(disp_trim(line, width))
+        return _trim(line, width)
