@@ -21,6 +21,7 @@ from .progress import Reporter, standard_reporter
 from .results import Report, summary_lines
 from .tune import (
     Level,
+    Sample,
     allowed_levels,
     chart_lines,
     recommend,
@@ -216,21 +217,7 @@ def tune(
         raise click.UsageError("--insecure and --ca-bundle cannot be used together")
     stderr = sys.stderr
     say = _say(stderr)
-    try:
-        picked = take_sample(_items(sources), sample)
-    except UsageError as exc:
-        raise click.UsageError(str(exc)) from None
-    if not picked.entries:
-        raise click.UsageError("the list has no URL to measure")
-    n = len(picked.entries)
-    run, skipped = allowed_levels(levels, sample=n, hosts=picked.hosts, per_host=per_host)
-    say(
-        f"pdl tune: {n} of {picked.listed} entries, once per level "
-        f"(-j {','.join(map(str, run))}): {n * len(run)} downloads"
-    )
-    say("pdl tune: all into a temporary folder that is removed")
-    for left_out in skipped:
-        say(f"pdl tune: -j {left_out.jobs} left out: {left_out.reason}")
+    picked, run = _tune_plan(sources, levels, sample, per_host, say)
     bars = stderr.isatty() if progress is None else progress
 
     def reporter_for(jobs: int) -> Reporter:
@@ -248,6 +235,36 @@ def tune(
             say("pdl: interrupted")
             _exit(signals.exit_code)
     _exit(_print_tune(measured, sys.stdout))
+
+
+def _tune_plan(
+    sources: tuple[str, ...],
+    levels: tuple[int, ...],
+    sample: int,
+    per_host: int | None,
+    say: Callable[[str], None],
+) -> tuple[Sample, list[int]]:
+    """Sample the list and choose the levels; tell what that will download."""
+    try:
+        picked = take_sample(_items(sources), sample)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:
+        raise click.UsageError(f"cannot read a URL list: {exc}") from None
+    if not picked.entries:
+        raise click.UsageError("the list has no URL to measure")
+    n = len(picked.entries)
+    run, skipped = allowed_levels(levels, sample=n, hosts=picked.hosts, per_host=per_host)
+    say(
+        f"pdl tune: {n} of {picked.listed} entries, once per level "
+        f"(-j {','.join(map(str, run))}): {n * len(run)} downloads"
+    )
+    say("pdl tune: all into a temporary folder that is removed")
+    if picked.bad_lines:
+        say(f"pdl tune: {picked.bad_lines} bad line(s) of the list left out")
+    for left_out in skipped:
+        say(f"pdl tune: -j {left_out.jobs} left out: {left_out.reason}")
+    return picked, run
 
 
 def _say(stream: TextIO) -> Callable[[str], None]:

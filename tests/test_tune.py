@@ -173,6 +173,24 @@ def test_sweep_downloads_the_sample_per_level_and_removes_everything(
     assert list(temp.iterdir()) == []
 
 
+def test_sweep_removes_its_folder_when_the_caller_stops_early(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    server.add("/a", b"a")
+    sample = Sample(entries=(entry(server.url("/a")),), bad_lines=0, listed=1)
+    levels = sweep(
+        sample,
+        [1, 2],
+        fetch_options={},
+        reporter_for=lambda _: RecordingReporter(),
+        tmp_dir=str(tmp_path),
+    )
+    assert next(levels).files == 1
+    assert len(list(tmp_path.iterdir())) == 1  # the sweep's folder, between levels
+    levels.close()  # as on Ctrl-C, or an error in the caller
+    assert list(tmp_path.iterdir()) == []
+
+
 def _tune(*args: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
     temp = tmp_path / "tmp"
     temp.mkdir(exist_ok=True)
@@ -222,6 +240,16 @@ def test_tune_with_per_host_never_runs_above_it(
     assert "-j 2 left out: above --per-host 1 x 1 host" in err
     assert "-j 4 left out" in err
     assert len(server.requests_for("/a")) == 1
+
+
+def test_tune_leaves_bad_lines_out_and_says_so(
+    server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.add("/a", b"a")
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{server.url('/a')}\nftp://host/x\n")
+    code, _, err = _tune(str(listing), "-j", "1", tmp_path=tmp_path, monkeypatch=monkeypatch)
+    assert code == 0 and "1 bad line(s) of the list left out" in err
 
 
 def test_tune_exits_1_when_nothing_downloads(
