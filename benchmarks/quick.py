@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import os
 import pty
-import resource
 import shutil
 import statistics
 import subprocess
@@ -33,23 +32,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.tools import measure  # noqa: E402
 from tests.server import FaultServer  # noqa: E402
 
 
-def run_pdl(args: list[str], stderr: int | None = None) -> tuple[float, float, int]:
+def run_pdl(args: list[str]) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds and peak RSS (KiB) of one ``pdl`` process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "downloader", *args],
-        check=False,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-    )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, after.ru_maxrss
+    with tempfile.TemporaryDirectory(prefix="pdl-quick-") as scratch:
+        done = measure(
+            [sys.executable, "-m", "downloader", *args],
+            env=None,
+            cwd=ROOT,
+            log=Path(scratch) / "stderr.txt",
+        )
+    if done.stderr:
+        print(done.stderr, file=sys.stderr)
+    return done.wall, done.cpu, done.rss_kib
 
 
 def latency(args: argparse.Namespace) -> None:
@@ -129,6 +127,21 @@ def drained_pty() -> Iterator[int]:
         os.close(master)
 
 
+def run_on_tty(args: list[str], tty: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``pdl`` process whose stderr is the pty ``tty``."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "downloader", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=tty,
+        cwd=ROOT,
+    )
+    _pid, _status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime
+
+
 def bar_costs() -> None:
     """The bars' own work, in-process and free of the machine's load: one paint of 16
     rows, and what one small file costs (busy, begin, update, idle, set_done)."""
@@ -177,7 +190,7 @@ def bars(args: argparse.Namespace) -> None:
                     out = work / "out"
                     shutil.rmtree(out, ignore_errors=True)
                     run = ["fetch", str(listing), "-j", str(args.jobs), "-d", str(out), mode]
-                    wall, cpu, _rss = run_pdl(run, stderr=tty)
+                    wall, cpu = run_on_tty(run, tty)
                     if sum(1 for _ in out.iterdir()) != args.files:
                         raise SystemExit(f"{mode}: files missing in {out}")
                     walls[mode].append(wall)

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+
+import urllib3.exceptions
 
 from .cancel import CancelToken
 from .engine import Engine
 from .errors import BadLine
-from .options import DEFAULT_USER_AGENT, OnExist, Options, parse_header, parse_on_exist
+from .failed import FailedWriter
+from .options import (
+    DEFAULT_SPLIT_MIN_SIZE,
+    DEFAULT_USER_AGENT,
+    OnExist,
+    Options,
+    parse_header,
+    parse_on_exist,
+    parse_rate,
+    parse_size,
+)
 from .progress import Reporter, combine, standard_reporter
 from .results import Report, Tally
 from .storage import make_dest
@@ -35,6 +49,17 @@ def _headers(
     return tuple(h if isinstance(h, tuple) else parse_header(h) for h in headers)
 
 
+@contextlib.contextmanager
+def _quiet_insecure(insecure: bool) -> Iterator[None]:
+    """With ``insecure``, no urllib3 warning per request for the run (the CLI warns once)."""
+    if not insecure:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        yield
+
+
 def fetch(
     urls: Iterable[str | Entry | BadLine],
     *,
@@ -51,6 +76,11 @@ def fetch(
     insecure: bool = False,
     ca_bundle: str | Path | None = None,
     dry_run: bool = False,
+    limit_rate: int | str | None = None,
+    per_host: int | None = None,
+    split: int = 1,
+    split_min_size: int | str = DEFAULT_SPLIT_MIN_SIZE,
+    failed: str | Path | None = None,
     json: bool = False,
     quiet: bool = False,
     progress: bool = False,
@@ -69,11 +99,15 @@ def fetch(
     entry to stdout, ``progress=True`` draws bars on stderr, ``verbose=True``
     reports failures, retries and resumes on stderr, ``quiet=True`` silences
     stderr; ``no_resume=True`` is ``resume=False``, as on the command line.
+    ``limit_rate`` (bytes a second, or ``"500K"``) caps the total rate, ``per_host``
+    the transfers to one host at a time, and ``split`` the ranged connections of one
+    file of at least ``split_min_size`` bytes (or ``"32M"``).
     A failed download is a result with ``status == "failed"``, never an exception;
     bad arguments raise :class:`UsageError`. With ``keep_results=False`` only failed
     results are kept in the report (for lists of millions of entries). On Ctrl-C the
     running downloads stop, their ``.part`` files are kept, and the report says
-    ``interrupted``.
+    ``interrupted``. ``failed=PATH`` writes every failed entry to PATH (mode 0600) as
+    a URL list that re-runs them (see :mod:`downloader.failed`).
     """
     if isinstance(urls, str):
         urls = [urls]  # one URL, not its characters
@@ -91,6 +125,12 @@ def fetch(
         insecure=insecure,
         ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,
         dry_run=dry_run,
+        limit_rate=parse_rate(limit_rate) if isinstance(limit_rate, str) else limit_rate,
+        per_host=per_host,
+        split=split,
+        split_min_size=(
+            parse_size(split_min_size) if isinstance(split_min_size, str) else split_min_size
+        ),
     )
     shown = standard_reporter(
         stdout=sys.stdout,
@@ -102,13 +142,24 @@ def fetch(
         errors=(verbose or progress) and not quiet,
     )
     reporter = shown if reporter is None else combine(reporter, shown)
+    writer = FailedWriter(failed) if failed is not None else None
+    if writer is not None:
+        reporter = combine(reporter, writer)
     tally = Tally(keep_results=keep_results)
     started = time.monotonic()
-    if not dry_run:
-        make_dest(options.dest)
-    reporter.run_started(options.jobs)
-    engine = Engine(options, reporter, cancel or CancelToken(), tally)
-    interrupted = engine.run(unique(_items(urls)))
-    report = tally.report(time.monotonic() - started, interrupted)
-    reporter.run_finished(report)
+    try:
+        if not dry_run:
+            make_dest(options.dest)
+        reporter.run_started(options.jobs)
+        engine = Engine(options, reporter, cancel or CancelToken(), tally)
+        with _quiet_insecure(options.insecure):
+            interrupted = engine.run(unique(_items(urls)))
+        report = tally.report(time.monotonic() - started, interrupted)
+        reporter.run_finished(report)
+    except BaseException:
+        if writer is not None:  # no run, no list of failures: FILE stays as it was
+            writer.close(keep=False)
+        raise
+    if writer is not None:
+        writer.close()
     return report

@@ -34,6 +34,10 @@ from .version import __version__
 
 EXIT_SIGTERM = 143
 EXIT_SIGINT = 130
+INSECURE_WARNING = (
+    "pdl: warning: --insecure: TLS certificates are not verified; "
+    "anyone on the network path can read or change the downloads"
+)
 
 FETCH_EPILOG = """\b
 Examples:
@@ -165,6 +169,8 @@ def fetch(
         raise click.UsageError("--insecure and --ca-bundle cannot be used together")
     stdout = sys.stdout
     stderr = sys.stderr
+    if options["insecure"]:  # once per run, not once per request
+        click.echo(INSECURE_WARNING, err=True)
     bars = (stderr.isatty() if progress is None else progress) and not quiet
     bars = bars and not options["dry_run"]  # a plan is printed at once: nothing to watch
     reporter = standard_reporter(
@@ -187,7 +193,8 @@ def fetch(
         except OSError as exc:  # a list file vanished or became unreadable mid-run
             raise click.UsageError(f"cannot read a URL list: {exc}") from None
         if not quiet and not options["dry_run"]:
-            _print_summary(report, stderr)
+            failed = options["failed"]
+            _print_summary(report, stderr, str(failed) if failed is not None else None)
     _exit(signals.exit_code if report.interrupted else report.exit_code)
 
 
@@ -217,6 +224,8 @@ def tune(
         raise click.UsageError("--insecure and --ca-bundle cannot be used together")
     stderr = sys.stderr
     say = _say(stderr)
+    if options["insecure"]:
+        say(INSECURE_WARNING)
     picked, run = _tune_plan(sources, levels, sample, per_host, say)
     bars = stderr.isatty() if progress is None else progress
 
@@ -229,7 +238,8 @@ def tune(
     measured: list[Level] = []
     with _Signals() as signals:
         try:
-            for level in sweep(picked, run, fetch_options=options, reporter_for=reporter_for):
+            fetch_options = {**options, "per_host": per_host}
+            for level in sweep(picked, run, fetch_options=fetch_options, reporter_for=reporter_for):
                 measured.append(level)
         except KeyboardInterrupt:
             say("pdl: interrupted")

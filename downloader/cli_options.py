@@ -11,10 +11,34 @@ import click
 from click.shell_completion import CompletionItem
 
 from .errors import UsageError
-from .options import DEFAULT_USER_AGENT, MAX_JOBS, OnExist, parse_header
+from .options import (
+    DEFAULT_USER_AGENT,
+    MAX_JOBS,
+    MAX_SPLIT,
+    OnExist,
+    parse_header,
+    parse_rate,
+    parse_size,
+)
 from .tune import DEFAULT_LEVELS, DEFAULT_SAMPLE
 
 Decorator = Callable[[Any], Any]
+
+
+class SizeType(click.ParamType):  # type: ignore[type-arg]
+    """``32M`` -> bytes (or a rate, ``500K`` or ``500K/s``), or a clean usage error."""
+
+    def __init__(self, *, rate: bool = False) -> None:
+        self.rate = rate
+        self.name = "RATE" if rate else "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_rate(str(value)) if self.rate else parse_size(str(value))
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class HeaderType(click.ParamType):  # type: ignore[type-arg]
@@ -155,7 +179,7 @@ INSECURE = option(
 CA_BUNDLE = option(
     "--ca-bundle",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    show_default="the system's CAs",
+    show_default="certifi's CA bundle",
     help="Verify TLS with this CA bundle (PEM file).",
 )
 JSON = option(
@@ -214,10 +238,36 @@ SAMPLE = option(
 )
 PER_HOST = option(
     "--per-host",
-    type=click.IntRange(min=1),
-    default=None,
+    type=click.IntRange(1, MAX_JOBS),
     show_default="none",
-    help="Connections allowed per host: no level runs above this x the sample's hosts.",
+    help="At most N downloads from one host at a time (tune: no level above N x hosts).",
+)
+LIMIT_RATE = option(
+    "--limit-rate",
+    type=SizeType(rate=True),
+    show_default="none",
+    help="Total download rate across all jobs, e.g. 500K, 10M, 1G (K=1024 bytes/s).",
+)
+SPLIT = option(
+    "-s",
+    "--split",
+    type=click.IntRange(1, MAX_SPLIT),
+    default=1,
+    show_default=True,
+    help="Fetch one large file over up to N ranged connections.",
+)
+SPLIT_MIN_SIZE = option(
+    "--split-min-size",
+    type=SizeType(),
+    default="32M",
+    show_default=True,
+    help="Only split files at least this large (K, M, G = 1024 powers).",
+)
+FAILED = option(
+    "--failed",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_default="none",
+    help="Write every failed entry to FILE (mode 0600) as a URL list that re-runs them.",
 )
 
 NETWORK_OPTIONS = [RETRIES, RETRY_WAIT, TIMEOUT, HEADER, USER_AGENT, INSECURE, CA_BUNDLE]
@@ -231,12 +281,17 @@ FETCH_OPTIONS = [
     ON_EXIST,
     RESUME,
     CONTENT_DISPOSITION,
+    LIMIT_RATE,
+    PER_HOST,
+    SPLIT,
+    SPLIT_MIN_SIZE,
     HEADER,
     USER_AGENT,
     INSECURE,
     CA_BUNDLE,
     JSON,
     DRY_RUN,
+    FAILED,
     QUIET,
     PROGRESS,
     VERBOSE,

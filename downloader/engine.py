@@ -1,4 +1,4 @@
-"""The engine: names in list order, a bounded thread pool, one Session per worker thread.
+"""The engine: names in list order, a bounded thread pool, one HTTP client per worker thread.
 
 This is the only module that knows about threads. Items are read lazily; at
 most ``2 * jobs`` downloads are submitted and not yet finished, so a list of
@@ -10,20 +10,16 @@ from __future__ import annotations
 import os
 import threading
 import traceback
-import urllib.request
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from urllib.parse import urlsplit
-
-import requests
-from requests.adapters import HTTPAdapter
 
 from .cancel import CancelToken
+from .client import Client, ClientConfig, ProxyRoutes
 from .errors import BadLine
 from .naming import RelPath, display, name_from_url
-from .options import OnExist, Options
+from .options import MAX_SPLIT, OnExist, Options
 from .progress import Reporter
+from .ratelimit import HostGate, TokenBucket
 from .results import Result, Status, Tally
 from .transfer import Context, Job, download
 from .urllist import Entry, Item
@@ -33,54 +29,21 @@ CANCEL_GRACE = 1.5
 """Seconds the engine waits for running transfers after an interrupt."""
 
 
-@dataclass(frozen=True, slots=True)
-class ProxyRoutes:
-    """Proxy settings of the environment, read once per run.
-
-    requests re-reads ``os.environ`` on every request when ``trust_env`` is on
-    (about a millisecond of CPU per request in a large environment); pdl reads it
-    once and decides per URL, honouring ``no_proxy`` the same way.
-    """
-
-    proxies: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def from_environment(cls) -> ProxyRoutes:
-        return cls(tuple(sorted(urllib.request.getproxies().items())))
-
-    def session_proxies(self) -> dict[str, str]:
-        return {scheme: url for scheme, url in self.proxies if scheme != "no"}
-
-    def for_url(self, url: str) -> dict[str, str | None] | None:
-        """Per-request proxies: None keeps the session's; all-None goes direct (no_proxy)."""
-        if not self.proxies:
-            return None
-        host = urlsplit(url).hostname or ""
-        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-        if bypass(host, dict(self.proxies)):
-            return dict.fromkeys(("http", "https", "all"))
-        return None
-
-
-def make_session(options: Options, routes: ProxyRoutes) -> requests.Session:
-    """A Session for one worker thread: identity encoding, our headers, TLS, proxies."""
-    session = requests.Session()
-    session.trust_env = False  # the environment's proxies come from ``routes``
-    session.proxies.update(routes.session_proxies())
-    session.headers["User-Agent"] = options.user_agent
-    session.headers["Accept-Encoding"] = "identity"
-    for name, value in options.headers:
-        session.headers[name] = value
-    session.verify = options.verify
-    if session.verify is True:  # as requests does with trust_env, which is off here
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            session.verify = bundle
-    session.max_redirects = 10
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+def client_config(options: Options) -> ClientConfig:
+    """What every worker's client shares: our headers, the timeout, TLS and proxies."""
+    headers = (
+        ("User-Agent", options.user_agent),
+        ("Accept-Encoding", "identity"),
+        ("Accept", "*/*"),
+        *options.headers,
+    )
+    ca_bundle = str(options.ca_bundle) if options.ca_bundle is not None else None
+    return ClientConfig(
+        headers=tuple(headers),
+        timeout=options.timeout,
+        verify=ClientConfig.ca_setting(insecure=options.insecure, ca_bundle=ca_bundle),
+        routes=ProxyRoutes.from_environment(),
+    )
 
 
 def base_path(entry: Entry) -> RelPath:
@@ -115,9 +78,15 @@ class Engine:
         self.cancel = cancel
         self.tally = tally
         self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        self._clients: list[Client] = []
         self._slots = iter(range(1 << 30))
-        self._routes = ProxyRoutes.from_environment()
+        self._client_config = client_config(options)
+        self._gate = HostGate(options.per_host)
+        # Segment runners of split downloads (-s); threads start only when used.
+        self._segments = ThreadPoolExecutor(
+            max_workers=options.jobs * MAX_SPLIT, thread_name_prefix="pdl-split"
+        )
+        self._limiter = TokenBucket(options.limit_rate) if options.limit_rate else None
 
     # -- naming (submitting thread, list order) -------------------------------
 
@@ -136,25 +105,27 @@ class Engine:
 
     # -- workers -----------------------------------------------------------------
 
-    def _worker_state(self) -> tuple[int, requests.Session]:
+    def _worker_state(self) -> tuple[int, Client]:
         local = self._local
-        if not hasattr(local, "session"):
+        if not hasattr(local, "client"):
             local.slot = next(self._slots)
-            local.session = make_session(self.options, self._routes)
-            self._sessions.append(local.session)
-        return local.slot, local.session
+            local.client = Client(self._client_config)
+            self._clients.append(local.client)
+        return local.slot, local.client
 
     def _work(self, job: Job) -> None:
-        slot, session = self._worker_state()
+        slot, client = self._worker_state()
         progress = self.reporter.transfer_started(slot)
         ctx = Context(
             options=self.options,
-            session=session,
+            client=client,
             cancel=self.cancel,
             progress=progress,
             claim=self.claim,
-            proxies_for=self._routes.for_url,
             notify=self.reporter.message,
+            gate=self._gate,
+            limiter=self._limiter,
+            spawn=self._segments.submit,
         )
         try:
             result = download(job, ctx)
@@ -209,5 +180,6 @@ class Engine:
             return True
         finally:
             pool.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
-            for session in self._sessions:
-                session.close()
+            self._segments.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
+            for client in self._clients:
+                client.close()

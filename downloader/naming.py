@@ -26,16 +26,35 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff/\\\\]")
 RelPath = tuple[str, ...]
 
 
+_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10)}
+)
+"""Windows device names: ``CON``, ``nul.txt`` or ``COM1.tar.gz`` there name a device, not a file."""
+
+
 def sanitize(name: str) -> str:
     """Make one path component safe: no separators, control characters, ``.`` or ``..``.
 
     Control characters, ``/``, ``\\`` and NUL become ``_``; the result is cut to
-    :data:`MAX_NAME_BYTES` bytes of UTF-8, keeping the extension.
+    :data:`MAX_NAME_BYTES` bytes of UTF-8, keeping the extension. The name is also
+    made portable, so that a folder of downloads still works when it is copied to a
+    Windows, SMB or exFAT disk: trailing dots and spaces are dropped, and a Windows
+    device name gets ``_`` after its stem (``CON`` -> ``CON_``, ``nul.txt`` ->
+    ``nul_.txt``).
     """
     name = _UNSAFE.sub("_", name)
     if name.strip() in ("", ".", ".."):
         name = name.replace(".", "_") if name.strip() else "_"
-    return _cut(name)
+    return _portable(_cut(_portable(name)))
+
+
+def _portable(name: str) -> str:
+    """No trailing dot or space, and no Windows device name (see :data:`_RESERVED`)."""
+    name = name.rstrip(". ") or "_"
+    stem, dot, rest = name.partition(".")
+    if stem.rstrip(" ").upper() in _RESERVED:
+        name = f"{stem}_{dot}{rest}"
+    return name
 
 
 def _cut(name: str, limit: int = MAX_NAME_BYTES) -> str:

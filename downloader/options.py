@@ -21,6 +21,8 @@ ALGORITHMS: dict[str, str] = {
 """Checksum names of the list format (aria2's) -> hashlib names."""
 
 MAX_JOBS = 256
+MAX_SPLIT = 16
+DEFAULT_SPLIT_MIN_SIZE = 32 * 1024**2
 DEFAULT_USER_AGENT = f"pdl/{__version__}"
 
 
@@ -72,6 +74,12 @@ class Options:
     insecure: bool = False
     ca_bundle: Path | None = None
     dry_run: bool = False
+    limit_rate: int | None = None
+    """Total bytes per second across all jobs; None: unlimited."""
+    per_host: int | None = None
+    """At most this many transfers to one host at a time; None: no limit but ``jobs``."""
+    split: int = 1
+    split_min_size: int = DEFAULT_SPLIT_MIN_SIZE
 
     def __post_init__(self) -> None:
         if not 1 <= self.jobs <= MAX_JOBS:
@@ -87,16 +95,17 @@ class Options:
                 raise UsageError(f"not a header: {name!r}: {value!r}")
         if any(ch in self.user_agent for ch in "\r\n\0"):
             raise UsageError("user_agent may not contain line breaks")
+        if self.limit_rate is not None and self.limit_rate <= 0:
+            raise UsageError(f"limit_rate must be more than zero, not {self.limit_rate}")
+        if self.per_host is not None and not 1 <= self.per_host <= MAX_JOBS:
+            raise UsageError(f"per_host must be between 1 and {MAX_JOBS}, not {self.per_host}")
+        if not 1 <= self.split <= MAX_SPLIT:
+            raise UsageError(f"split must be between 1 and {MAX_SPLIT}, not {self.split}")
+        if self.split_min_size < 0:
+            raise UsageError(f"split_min_size must be 0 or more, not {self.split_min_size}")
         if self.insecure and self.ca_bundle is not None:
             raise UsageError("insecure and ca_bundle cannot be used together")
         object.__setattr__(self, "on_exist", parse_on_exist(self.on_exist))
-
-    @property
-    def verify(self) -> bool | str:
-        """The ``verify`` value for requests."""
-        if self.insecure:
-            return False
-        return str(self.ca_bundle) if self.ca_bundle is not None else True
 
 
 def parse_on_exist(value: OnExist | str) -> OnExist:

@@ -4,12 +4,18 @@ file, its resume record, and the atomic rename into place.
 All operations are relative to a directory file descriptor opened component by
 component with ``O_NOFOLLOW``, so neither a planted symbolic link nor a ``..``
 can send bytes outside the destination.
+
+A ``.part`` is written only under an exclusive, non-blocking ``flock`` on it
+(:meth:`Folder.lock_part`), taken before the partial or its record is read, so
+two pdl processes on one folder never write the same partial: the second one
+fails that entry at once with "being downloaded by another process".
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +28,7 @@ from .errors import LocalFileError, UsageError
 from .naming import PART_SUFFIX, RECORD_SUFFIX, RelPath
 
 _TMP = ".tmp"
+HASH_BLOCK = 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -32,10 +39,27 @@ class ResumeRecord:
     url_sha256: str
     validator: str | None
     length: int | None
+    segments: tuple[tuple[int, int, int], ...] | None = None
+    """For a split download (``-s``): ``(start, end, done)`` of each segment."""
 
     @staticmethod
     def url_hash(url: str) -> str:
         return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _segments(value: object, length: object) -> tuple[tuple[int, int, int], ...] | None:
+    """A record's segments, checked: contiguous from 0 to ``length``, progress within each."""
+    if value is None:
+        return None
+    segments = tuple((int(s), int(e), int(d)) for s, e, d in value)  # type: ignore[attr-defined]
+    at = 0
+    for start, end, done in segments:
+        if start != at or end < start or not 0 <= done <= end - start:
+            raise ValueError("bad segments")
+        at = end
+    if not segments or at != length:
+        raise ValueError("segments do not cover the file")
+    return segments
 
 
 def record_name(name: str) -> str:
@@ -68,9 +92,76 @@ class Folder:
     def __init__(self, fd: int, display: str) -> None:
         self.fd = fd
         self.display = display
+        self._locked: dict[str, int] = {}  # name -> descriptor holding the flock on name.part
 
     def close(self) -> None:
-        os.close(self.fd)
+        try:
+            for name, fd in self._locked.items():
+                self._release(name, fd)
+        finally:
+            self._locked.clear()
+            os.close(self.fd)
+
+    # -- the lock on a partial ------------------------------------------------
+
+    def lock_part(self, name: str) -> None:
+        """Hold an exclusive ``flock`` on ``name.part`` (created empty if missing) until close.
+
+        Another process holding it makes this fail at once (no waiting). The lock
+        is on the file the name refers to *now*: if the name moved to another file
+        between the open and the lock (that process just finished), the open is
+        tried again. A link or a FIFO planted at the name is removed, never opened.
+        """
+        if name in self._locked:
+            return
+        part = name + PART_SUFFIX
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        for _ in range(8):
+            try:
+                fd = os.open(part, flags, 0o644, dir_fd=self.fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENXIO):
+                    raise local_error(exc, self._show(part)) from None
+                self.remove(part)
+                continue
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO opens read-write at once
+                os.close(fd)
+                self.remove(part)
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise LocalFileError(
+                        f"{self._show(part)}: being downloaded by another process"
+                    ) from None
+                raise local_error(exc, self._show(part)) from None
+            if self._is_at(part, fd):
+                self._locked[name] = fd
+                return
+            os.close(fd)
+        raise LocalFileError(f"{self._show(part)}: keeps changing; another process is at work")
+
+    def _is_at(self, part: str, fd: int) -> bool:
+        """True when ``part`` names the file open at ``fd``."""
+        try:
+            here = os.stat(part, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        st = os.fstat(fd)
+        return (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino)
+
+    def _release(self, name: str, fd: int) -> None:
+        """Drop the lock; an empty partial still ours is removed first (nothing to resume)."""
+        try:
+            part = name + PART_SUFFIX
+            if os.fstat(fd).st_size == 0 and self._is_at(part, fd):
+                with contextlib.suppress(LocalFileError):
+                    self.remove(part)
+                    self.remove(record_name(name))
+        finally:
+            os.close(fd)
 
     def kind(self, name: str) -> str | None:
         """``"file"``, ``"dir"``, ``"link"``, ``"other"`` or None when nothing is there."""
@@ -99,6 +190,17 @@ class Folder:
         except OSError as exc:
             raise local_error(exc, self._show(name)) from None
 
+    def hash_into(self, name: str, hasher: hashlib._Hash, limit: int | None = None) -> None:
+        """Feed the first ``limit`` bytes of ``name`` (all of it with None) to ``hasher``."""
+        with os.fdopen(self.open_read(name), "rb") as handle:
+            left = limit
+            while left != 0 and (
+                block := handle.read(HASH_BLOCK if left is None else min(HASH_BLOCK, left))
+            ):
+                hasher.update(block)
+                if left is not None:
+                    left -= len(block)
+
     def open_part(self, name: str, keep: int) -> int:
         """Open ``name.part`` for writing, truncated to ``keep`` bytes.
 
@@ -107,6 +209,16 @@ class Folder:
         ENXIO (instead of blocking), and the open is tried once more.
         """
         part = name + PART_SUFFIX
+        locked = self._locked.get(name)
+        if locked is not None and self._is_at(part, locked):
+            fd = os.dup(locked)
+            try:
+                os.ftruncate(fd, keep)
+                os.lseek(fd, keep, os.SEEK_SET)
+            except OSError as exc:
+                os.close(fd)
+                raise local_error(exc, self._show(part)) from None
+            return fd
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         if keep == 0:
             flags |= os.O_TRUNC
@@ -136,7 +248,16 @@ class Folder:
             raise local_error(exc, self._show(name)) from None
 
     def discard_partial(self, name: str) -> None:
-        self.remove(name + PART_SUFFIX)
+        """Drop the partial and its record; a locked partial is emptied, keeping the lock."""
+        locked = self._locked.get(name)
+        part = name + PART_SUFFIX
+        if locked is not None and self._is_at(part, locked):
+            try:
+                os.ftruncate(locked, 0)
+            except OSError as exc:
+                raise local_error(exc, self._show(part)) from None
+        else:
+            self.remove(part)
         self.remove(record_name(name))
 
     def read_record(self, name: str) -> ResumeRecord | None:
@@ -152,6 +273,7 @@ class Folder:
                 url_sha256=str(data["url_sha256"]),
                 validator=data["validator"] if isinstance(data["validator"], str) else None,
                 length=data["length"] if isinstance(data["length"], int) else None,
+                segments=_segments(data.get("segments"), data["length"]),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None

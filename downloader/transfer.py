@@ -1,8 +1,9 @@
 """One entry -> one file: request, validated resume, stream to ``.part``, verify, rename.
 
-This is the only module that makes requests. Failures of ``requests``/``urllib3``
-and the socket become :mod:`downloader.errors` in one place
-(:func:`downloader.wire.translated`); every outcome is returned as a :class:`Result`.
+This is the only module that makes requests (through the worker's
+:class:`~downloader.client.Client`). Failures of ``urllib3`` and the socket become
+:mod:`downloader.errors` in one place (:func:`downloader.wire.translated`); every
+outcome is returned as a :class:`Result`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import requests
-
 from .cancel import CancelToken
+from .client import Client, Response, finish
 from .errors import (
     Cancelled,
     ChecksumMismatch,
@@ -30,14 +30,15 @@ from .errors import (
 from .naming import PART_SUFFIX, RelPath, display, name_from_content_disposition, with_name
 from .options import OnExist, Options
 from .progress import TransferProgress
+from .ratelimit import HostGate, TokenBucket, host_of
 from .results import Result, Status, redact, redact_text
-from .retry import RetryPolicy, RetryState, parse_retry_after
+from .retry import RETRY_AFTER_CAP, RetryPolicy, RetryState, parse_retry_after
+from .split import Spawn, SplitJob, fetch_segments, splittable
 from .storage import Folder, ResumeRecord, local_error, open_folder
 from .urllist import Entry
 from .wire import parse_content_range, translated, validator_of
 
 CHUNK_SIZE = 256 * 1024
-HASH_BLOCK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,12 +55,15 @@ class Context:
     """The collaborators of a transfer, owned by the worker thread that runs it."""
 
     options: Options
-    session: requests.Session
+    client: Client
     cancel: CancelToken
     progress: TransferProgress
     claim: Callable[[RelPath], RelPath]
-    proxies_for: Callable[[str], dict[str, str | None] | None]
     notify: Callable[[str], None]
+    gate: HostGate
+    limiter: TokenBucket | None
+    spawn: Spawn
+    """Runs a segment of a split download on another thread (``-s``)."""
 
 
 class _Plan(NamedTuple):
@@ -91,7 +95,7 @@ class _Download:
             if self.ctx.cancel.is_set():
                 return self._result(Status.FAILED, state, started, Cancelled("interrupted"))
             try:
-                status = self._attempt()
+                status = self._polite_attempt()
             except TransferError as exc:
                 err = Cancelled("interrupted") if self.ctx.cancel.is_set() else exc
                 state = state.increment(err)
@@ -129,9 +133,25 @@ class _Download:
             options=self.job.entry.options,
         )
 
+    def _polite_attempt(self) -> Status:
+        """One attempt within the host's limits: its ``Retry-After`` hold and ``--per-host``."""
+        cancel, gate, host = self.ctx.cancel, self.ctx.gate, host_of(self.url)
+        with gate.slot(host, cancel.is_set) as got:
+            if not got:
+                raise Cancelled("interrupted")
+            while (held := gate.delay(host)) > 0:  # checked with the slot, so none slips by
+                if cancel.wait(held):
+                    raise Cancelled("interrupted")
+            try:
+                return self._attempt()
+            except HTTPStatusError as exc:
+                if exc.retry_after is not None:
+                    gate.hold(host, min(exc.retry_after, RETRY_AFTER_CAP))
+                raise
+
     def _attempt(self) -> Status:
         if self.rel is None:
-            with contextlib.closing(self._request({})) as resp:
+            with self._request({}) as resp:
                 self.rel = self._name_from(resp)
                 with self._folder() as folder:
                     if self._skip_existing(folder):
@@ -145,12 +165,15 @@ class _Download:
             if self._skip_existing(folder):
                 return Status.SKIPPED
             plan = self._plan(folder)
+            if plan.record is not None and plan.record.segments is not None:
+                self._split(folder, plan.record, None, keep=plan.offset)
+                return Status.OK
             headers = {}
             if plan.offset and plan.record:
                 headers = {"Range": f"bytes={plan.offset}-"}
                 if plan.record.validator:
                     headers["If-Range"] = plan.record.validator
-            with contextlib.closing(self._request(headers, ranged=bool(headers))) as resp:
+            with self._request(headers, ranged=bool(headers)) as resp:
                 self._receive(folder, resp, plan)
         return Status.OK
 
@@ -161,7 +184,7 @@ class _Download:
         dest = self.ctx.options.dest
         return open_folder(dest, self.rel[:-1], str(dest))
 
-    def _name_from(self, resp: requests.Response) -> RelPath:
+    def _name_from(self, resp: Response) -> RelPath:
         header = resp.headers.get("Content-Disposition")
         name = name_from_content_disposition(header) if header else None
         rel = with_name(self.job.fallback, name) if name else self.job.fallback
@@ -183,10 +206,7 @@ class _Download:
         if checksum is None or kind != "file":
             return True
         hasher = checksum.new_hasher()
-        fd = folder.open_read(name)
-        with os.fdopen(fd, "rb") as handle:
-            while block := handle.read(HASH_BLOCK):
-                hasher.update(block)
+        folder.hash_into(name, hasher)
         if hasher.hexdigest() == checksum.hexdigest:
             return True
         self.ctx.notify(f"existing file does not match its checksum, downloading again: {name}")
@@ -198,6 +218,7 @@ class _Download:
         """How much of an existing ``.part`` may be kept: only what a record vouches for."""
         assert self.rel is not None
         name = self.rel[-1]
+        folder.lock_part(name)  # before the partial is read: one process per .part
         kind, size = folder.look(name + PART_SUFFIX)
         if kind is None:
             return _Plan(0, None)
@@ -226,32 +247,32 @@ class _Download:
 
     # -- HTTP ---------------------------------------------------------------
 
-    def _request(self, headers: dict[str, str], *, ranged: bool = False) -> requests.Response:
-        timeout = self.ctx.options.timeout
-        with translated(lambda: "while connecting"):
-            resp = self.ctx.session.get(
-                self.url,
-                headers=headers,
-                stream=True,
-                timeout=(timeout, timeout),
-                proxies=self.ctx.proxies_for(self.url),  # type: ignore[arg-type]  # None: direct
-            )
-        self.http_status = resp.status_code
-        if not (200 <= resp.status_code < 300 or (ranged and resp.status_code == 416)):
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            resp.close()
-            raise HTTPStatusError(resp.status_code, resp.reason or "", retry_after)
-        return resp
+    @contextlib.contextmanager
+    def _request(self, headers: dict[str, str], *, ranged: bool = False) -> Iterator[Response]:
+        """The response to a GET of the entry's URL; its connection is given back after."""
+        resp = self.ctx.client.get(self.url, headers)
+        try:
+            self.http_status = resp.status
+            if not (200 <= resp.status < 300 or (ranged and resp.status == 416)):
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                raise HTTPStatusError(resp.status, resp.reason or "", retry_after)
+            yield resp
+        finally:
+            with self.ctx.cancel.watching(resp):
+                finish(resp, drain=not 200 <= resp.status < 300)
 
-    def _receive(self, folder: Folder, resp: requests.Response, plan: _Plan) -> None:
+    def _receive(self, folder: Folder, resp: Response, plan: _Plan) -> None:
         assert self.rel is not None
         name = self.rel[-1]
         offset, total = self._check_response(folder, resp, plan)
+        if offset == 0 and self._splittable(resp, total):
+            self._split(folder, None, resp, keep=0)
+            return
         # A new partial needs a resume record. Small bodies usually arrive in one
         # read, so theirs is written only if the transfer stops part-way.
         record = None
         recorded = offset > 0  # a resumed partial came with its record
-        if offset == 0 and resp.status_code != 416:
+        if offset == 0 and resp.status != 416:
             record = ResumeRecord(
                 ResumeRecord.url_hash(self.url), validator_of(resp.headers), total
             )
@@ -263,7 +284,7 @@ class _Download:
         try:
             hasher = self._seeded_hasher(folder, name, offset)
             size = offset
-            if resp.status_code != 416:
+            if resp.status != 416:
                 size += self._stream(resp, fd, name, hasher, offset, total)
             if total is not None and size != total:
                 raise ShortBody(f"got {size} of {total} bytes; will resume")
@@ -276,6 +297,45 @@ class _Download:
             os.close(fd)
         self._verify(folder, name, hasher)
         folder.publish(name, has_record=recorded)
+
+    # -- split downloads (-s) ----------------------------------------------------
+
+    def _splittable(self, resp: Response, total: int | None) -> bool:
+        """Whether this answer can be fetched over several ranged connections."""
+        o = self.ctx.options
+        if o.split < 2 or resp.status != 200 or validator_of(resp.headers) is None:
+            return False
+        return splittable(resp.headers, total, o.split_min_size)
+
+    def _split(
+        self, folder: Folder, record: ResumeRecord | None, first: Response | None, *, keep: int
+    ) -> None:
+        """Fetch the missing segments over up to ``-s`` connections, then verify and publish."""
+        assert self.rel is not None
+        name, ctx = self.rel[-1], self.ctx
+        limiter = ctx.limiter
+        job = SplitJob(
+            url=self.url,
+            name=name,
+            connections=ctx.options.split,
+            config=ctx.client.config,
+            gate=ctx.gate,
+            cancel=ctx.cancel,
+            limiter=limiter,
+            spawn=ctx.spawn,
+            chunk=limiter.chunk_size(CHUNK_SIZE) if limiter else CHUNK_SIZE,
+        )
+        if first is None and record is not None and record.segments:
+            self.resumed_from = sum(d for *_, d in record.segments)
+            ctx.notify(f"resuming {name} from {self.resumed_from} of {record.length} bytes (split)")
+        self.began_partial = self.began_partial or first is not None
+        outcome = fetch_segments(job, folder, ctx.progress, record, first, keep)
+        self.received += outcome.received
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.record.length is not None
+        self._verify(folder, name, self._seeded_hasher(folder, name, outcome.record.length))
+        folder.publish(name)
 
     def _verify(self, folder: Folder, name: str, hasher: hashlib._Hash | None) -> None:
         """A checksum mismatch drops the partial: its bytes cannot be trusted."""
@@ -290,16 +350,16 @@ class _Download:
             )
 
     def _check_response(
-        self, folder: Folder, resp: requests.Response, plan: _Plan
+        self, folder: Folder, resp: Response, plan: _Plan
     ) -> tuple[int, int | None]:
         """The offset the body starts at and the full size, or RangeMismatch (partial dropped)."""
         assert self.rel is not None
         name = self.rel[-1]
         record = plan.record
-        if plan.offset and resp.status_code in (206, 416):
+        if plan.offset and resp.status in (206, 416):
             cr = parse_content_range(resp.headers.get("Content-Range"))
             expected = record.length if record else None
-            if resp.status_code == 416:
+            if resp.status == 416:
                 if cr and cr.total == plan.offset and expected in (None, plan.offset):
                     return plan.offset, plan.offset
                 problem = "server refused the range"
@@ -315,9 +375,9 @@ class _Download:
                 return plan.offset, cr.total
             folder.discard_partial(name)
             raise RangeMismatch(f"cannot resume {name}: {problem}; starting over")
-        if resp.status_code == 206 or resp.status_code == 416:
+        if resp.status == 206 or resp.status == 416:
             folder.discard_partial(name)
-            raise RangeMismatch(f"unexpected HTTP {resp.status_code} to a plain request")
+            raise RangeMismatch(f"unexpected HTTP {resp.status} to a plain request")
         if plan.offset:
             self.ctx.notify(f"server sent the whole file again; restarting {name}")
             folder.discard_partial(name)
@@ -326,7 +386,7 @@ class _Download:
         return 0, total
 
     @staticmethod
-    def _version_changed(resp: requests.Response, record: ResumeRecord | None) -> bool:
+    def _version_changed(resp: Response, record: ResumeRecord | None) -> bool:
         """A 206 whose ETag (or Last-Modified) differs from the partial's: another version."""
         if not (record and record.validator):
             return False
@@ -340,17 +400,12 @@ class _Download:
             return None
         hasher = checksum.new_hasher()
         if offset:
-            fd = folder.open_read(name + PART_SUFFIX)
-            with os.fdopen(fd, "rb") as handle:
-                left = offset
-                while left and (block := handle.read(min(HASH_BLOCK, left))):
-                    hasher.update(block)
-                    left -= len(block)
+            folder.hash_into(name + PART_SUFFIX, hasher, offset)
         return hasher
 
     def _stream(
         self,
-        resp: requests.Response,
+        resp: Response,
         fd: int,
         name: str,
         hasher: hashlib._Hash | None,
@@ -362,11 +417,12 @@ class _Download:
         progress.begin(name, total, offset)
         cancel = self.ctx.cancel
         update = hasher.update if hasher is not None else None
-        raw = resp.raw
+        limiter = self.ctx.limiter
+        size = limiter.chunk_size(CHUNK_SIZE) if limiter else CHUNK_SIZE
         written = 0
-        with cancel.watching(raw), translated(lambda: f"after {offset + written} bytes"):
-            while chunk := raw.read1(CHUNK_SIZE, decode_content=False):
-                if cancel.is_set():
+        with cancel.watching(resp), translated(lambda: f"after {offset + written} bytes"):
+            while chunk := resp.read1(size, decode_content=False):
+                if cancel.is_set() or (limiter and cancel.wait(limiter.consume(len(chunk)))):
                     raise Cancelled("interrupted")
                 view = memoryview(chunk)
                 while view:

@@ -1,15 +1,15 @@
 """HTTP details that need no connection: ``Content-Range``, validators, and the one
-translation of ``requests``/``urllib3``/socket failures into :mod:`downloader.errors`."""
+translation of ``urllib3``/socket failures into :mod:`downloader.errors`."""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import NamedTuple
 
-import requests
-import urllib3.exceptions
+import urllib3.exceptions as u3
 
 from .errors import ConnectionFailed, TransferError
 
@@ -41,7 +41,7 @@ def parse_content_range(value: str | None) -> ContentRange | None:
     return parsed
 
 
-def validator_of(headers: requests.structures.CaseInsensitiveDict[str]) -> str | None:
+def validator_of(headers: Mapping[str, str]) -> str | None:
     """The strong validator for ``If-Range``: a strong ETag, else Last-Modified."""
     etag = headers.get("ETag")
     if etag and not etag.startswith("W/"):
@@ -59,22 +59,20 @@ def translated(where: Callable[[], str]) -> Iterator[None]:
         yield
     except TransferError:
         raise
-    except requests.exceptions.SSLError as exc:
+    except u3.SSLError as exc:
         raise TransferError(f"TLS error: {short_reason(exc)}", retryable=False) from None
-    except requests.exceptions.TooManyRedirects:
-        raise TransferError("too many redirects (more than 10)", retryable=False) from None
-    except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
-        raise TransferError(f"redirect to a URL pdl cannot fetch: {short_reason(exc)}") from None
-    except requests.exceptions.InvalidURL as exc:
+    except u3.LocationParseError as exc:
         raise TransferError(f"invalid URL: {short_reason(exc)}") from None
-    except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
+    except u3.NewConnectionError as exc:  # a subclass of ConnectTimeoutError, but not a timeout
+        raise ConnectionFailed(f"{short_reason(exc)} ({where()})") from None
+    except (u3.TimeoutError, TimeoutError):
         raise ConnectionFailed(f"timed out {where()}") from None
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+    except (u3.HTTPError, http.client.HTTPException, OSError) as exc:
         raise ConnectionFailed(f"{short_reason(exc)} ({where()})") from None
 
 
 def short_reason(exc: BaseException) -> str:
-    """The innermost reason of a requests/urllib3 error, without pool and errno noise."""
+    """The innermost reason of a urllib3 error, without pool and errno noise."""
     reason: BaseException = exc
     for _ in range(8):
         inner = getattr(reason, "reason", None)

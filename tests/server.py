@@ -22,16 +22,19 @@ import enum
 import hashlib
 import re
 import socket
+import ssl
 import struct
+import subprocess
 import sys
 import threading
 import time
 import traceback
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from socketserver import TCPServer
 from types import TracebackType
 from typing import Any, Final, Literal, TypeAlias
@@ -51,6 +54,8 @@ __all__ = [
     "FaultServer",
     "RecordedRequest",
     "auto_etag",
+    "self_signed_cert",
+    "tls_context",
     "wait_until",
 ]
 
@@ -73,6 +78,22 @@ AUTO: Final = _Auto.AUTO
 def auto_etag(body: bytes) -> str:
     """The ETag ``FaultServer`` uses for ``etag=AUTO``: a strong tag from sha256 of *body*."""
     return '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+
+
+def self_signed_cert(where: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM files in *where*), made by ``openssl``."""
+    key, crt = where / "key.pem", where / "cert.pem"
+    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", str(key)]
+    args += ["-out", str(crt), "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+    return crt, key
+
+
+def tls_context(crt: Path, key: Path) -> ssl.SSLContext:
+    """A server-side context for ``FaultServer(tls=...)``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(crt, key)
+    return context
 
 
 def wait_until(
@@ -106,6 +127,7 @@ FaultKind: TypeAlias = Literal[
     "wrong_content_range",
     "extra_bytes",
     "drop",
+    "huge_headers",
 ]
 
 
@@ -162,6 +184,11 @@ class Fault:
         return cls("extra_bytes", extra=_non_negative("n", n))
 
     @classmethod
+    def huge_headers(cls, size: int, lines: int = 1) -> Fault:
+        """Send about *size* bytes of extra response headers, over *lines* header lines."""
+        return cls("huge_headers", extra=_non_negative("size", size), shift=max(1, lines))
+
+    @classmethod
     def drop(cls) -> Fault:
         """Close the connection right after reading the request, without any response."""
         return cls("drop")
@@ -188,6 +215,7 @@ class _File:
     delay: float
     chunked: bool
     rate: float = 0.0
+    pace: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +245,8 @@ class RecordedRequest:
     fault_detail: Fault | None = None
     conn_id: int = 0
     request_version: str = ""
+    at: float = field(default_factory=time.monotonic)
+    """When the request arrived (``time.monotonic()``)."""
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -265,14 +295,21 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # we join handler threads ourselves, with a deadline
 
-    def __init__(self, owner: FaultServer) -> None:
+    def __init__(self, owner: FaultServer, tls: ssl.SSLContext | None = None) -> None:
         self.owner = owner
+        self.tls = tls
         self.conn_lock = threading.Lock()
         self.conns: dict[socket.socket, int] = {}
         self.threads: set[threading.Thread] = set()
         self.next_conn_id = 0
         self.connections_opened = 0
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        if self.tls is not None:  # the handshake happens in the handler thread, at first read
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, addr
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), i.e. a reverse DNS lookup; skip it.
@@ -346,7 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- dispatch ------------------------------------------------------------------------------
 
     def do_GET(self) -> None:
-        self._serve(head=False)
+        with self.server.owner.serving():
+            self._serve(head=False)
 
     def do_HEAD(self) -> None:
         self._serve(head=True)
@@ -470,6 +508,9 @@ class _Handler(BaseHTTPRequestHandler):
             put("Last-Modified", route.last_modified)
         for name, value in route.headers:
             put(name, value)
+        if kind == "huge_headers" and fault is not None:
+            for i in range(fault.shift):
+                put(f"X-Junk-{i}", "j" * (fault.extra // fault.shift))
 
         self.send_response(status)
         for name, value in headers.values():
@@ -479,7 +520,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         limit = fault.after if kind in ("truncate", "reset", "stall") and fault else None
-        complete = self._write_payload(key, payload, chunked, limit, route.rate)
+        complete = self._write_payload(key, payload, chunked, limit, route.pace, route.rate)
         if kind == "extra_bytes" and fault is not None and complete:
             self._write_counted(key, _JUNK_BYTE * fault.extra)
             self.close_connection = True
@@ -496,10 +537,18 @@ class _Handler(BaseHTTPRequestHandler):
             raise
 
     def _write_payload(
-        self, key: str, payload: bytes, chunked: bool, limit: int | None, rate: float = 0.0
+        self,
+        key: str,
+        payload: bytes,
+        chunked: bool,
+        limit: int | None,
+        pace: float = 0.0,
+        rate: float = 0.0,
     ) -> bool:
-        """Write the body (framed if *chunked*), at most *limit* payload bytes, paced to
-        *rate* bytes a second when it is not 0.
+        """Write the body (framed if *chunked*), at most *limit* payload bytes.
+
+        With *pace*, wait that many seconds after each block (a slow server). With
+        *rate*, the body is paced to that many bytes a second, in small writes.
 
         Returns True if the whole payload (and chunked terminator) was written.
         """
@@ -511,8 +560,10 @@ class _Handler(BaseHTTPRequestHandler):
         pos = 0
         while pos < allowance:
             ahead = pos / rate - (time.monotonic() - started) if rate > 0 else 0.0
-            if ahead > 0 and self.server.owner.sleep(ahead):
-                return False  # stopping
+            if ahead > 0:
+                self.wfile.flush()
+                if self.server.owner.sleep(ahead):
+                    return False  # stopping
             piece = payload[pos : pos + block]
             part = piece[: allowance - pos]
             if chunked:
@@ -521,6 +572,10 @@ class _Handler(BaseHTTPRequestHandler):
             pos += len(part)
             if chunked and len(part) == len(piece):
                 self.wfile.write(b"\r\n")
+            if pace and pos < allowance:
+                self.wfile.flush()
+                if self.server.owner.sleep(pace):
+                    return False
         if allowance < len(payload):
             return False
         if chunked:
@@ -574,17 +629,24 @@ class _State:
     bytes_sent: dict[str, int] = field(default_factory=dict)
     stalls: set[threading.Event] = field(default_factory=set)
     errors: list[BaseException] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
 
 
 class FaultServer:
-    """Threaded HTTP/1.1 server on 127.0.0.1:<ephemeral>, started on construction."""
+    """Threaded HTTP/1.1 server on 127.0.0.1:<ephemeral>, started on construction.
 
-    def __init__(self) -> None:
+    With ``tls`` (a server-side :class:`ssl.SSLContext`) it speaks HTTPS instead.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self._lock = threading.Lock()
         self._state = _State()
+        self._policy: Callable[[str], Fault | None] | None = None
         self._stop_event = threading.Event()
         self._stopped = False
-        self._httpd = _HTTPServer(self)
+        self.scheme = "https" if tls is not None else "http"
+        self._httpd = _HTTPServer(self, tls)
         self.host: str = self._httpd.server_name
         self.port: int = self._httpd.server_port
         self._thread = threading.Thread(
@@ -640,7 +702,7 @@ class FaultServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def url(self, path: str = "/") -> str:
         """Absolute URL for *path* (which must start with '/'; it is not quoted)."""
@@ -660,10 +722,12 @@ class FaultServer:
         delay: float = 0.0,
         faults: list[Fault] | None = None,
         chunked: bool = False,
+        pace: float = 0.0,
         rate: float = 0.0,
     ) -> None:
         """Serve *body* at *path* (replacing any route there).  *faults* replaces the queue.
 
+        *pace* makes a slow server: it waits that many seconds after each 64 KiB block.
         *rate* paces the body to that many bytes a second (0: as fast as possible).
         """
         route = _File(
@@ -674,6 +738,7 @@ class FaultServer:
             ranges=ranges,
             delay=delay,
             chunked=chunked,
+            pace=pace,
             rate=rate,
         )
         with self._lock:
@@ -701,8 +766,15 @@ class FaultServer:
                 ranges=base.ranges,
                 delay=base.delay,
                 chunked=base.chunked,
+                pace=base.pace,
                 rate=base.rate,
             )
+
+    def body(self, path: str) -> bytes | None:
+        """The body *path* serves now (None when it is not a file route)."""
+        with self._lock:
+            route = self._state.routes.get(path)
+        return route.body if isinstance(route, _File) else None
 
     def redirect(self, path: str, location: str, status: int = 302) -> None:
         """Answer *path* with *status* and ``Location: location`` (sent verbatim)."""
@@ -772,6 +844,12 @@ class FaultServer:
             self._state.requests.clear()
             self._state.bytes_sent.clear()
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most GET requests being answered at the same time since start."""
+        with self._lock:
+            return self._state.max_in_flight
+
     def active_connections(self) -> int:
         """Client connections currently open on the server side."""
         with self._httpd.conn_lock:
@@ -791,6 +869,15 @@ class FaultServer:
 
     # -- used by the handler -------------------------------------------------------------------
 
+    def set_fault_policy(self, policy: Callable[[str], Fault | None] | None) -> None:
+        """Decide a fault per request: ``policy(route_key)`` is asked when no fault is queued.
+
+        It runs outside the server's lock, so it may call :meth:`set_body` (a new version
+        served by this very request); ``None`` removes the policy.
+        """
+        with self._lock:
+            self._policy = policy
+
     def take(self, target: str) -> tuple[str, _Route | None, Fault | None]:
         """Resolve *target* to (route key, route, next queued fault, popped)."""
         raw = target.split("?", 1)[0].split("#", 1)[0]
@@ -803,7 +890,25 @@ class FaultServer:
                     key = unquoted
             queue = st.faults.get(key)
             fault = queue.popleft() if queue else None
-            return key, st.routes.get(key), fault
+            policy = self._policy
+            if fault is not None or policy is None:
+                return key, st.routes.get(key), fault
+        fault = policy(key)
+        with self._lock:
+            return key, self._state.routes.get(key), fault
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Counts a GET as in flight from its parsing to the end of its answer."""
+        with self._lock:
+            st = self._state
+            st.in_flight += 1
+            st.max_in_flight = max(st.max_in_flight, st.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._state.in_flight -= 1
 
     def record(self, req: RecordedRequest) -> None:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,56 @@ def test_dry_run_smoke(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "--dry-run over 200 lines" in done.stdout and "peak RSS" in done.stdout
+
+
+COMPARE = SCRIPT.parent / "compare.py"
+
+
+def test_compare_smoke(tmp_path: Path) -> None:
+    """Tiny corpora, installed tools only, nginx if there is one: pdl's files all check out."""
+    done = subprocess.run(
+        [sys.executable, str(COMPARE), "--smoke", "--json", "--tmp", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    names = [scenario["name"] for scenario in report["scenarios"]]
+    assert names == ["small", "large", "latency", "capped"]
+    for scenario in report["scenarios"]:
+        rows = {row["tool"]: row for row in scenario["rows"]}
+        pdl = rows["pdl"]
+        if scenario["name"] == "capped" and pdl["status"] == "n/a":
+            continue  # a pdl without -s/--split
+        assert pdl["status"] == "ok" and pdl["verified"], pdl
+        assert pdl["wall_s"] > 0 and pdl["vs_pdl"] == 1.0
+        for row in rows.values():
+            assert row["status"] in {"ok", "not installed"}, row
+    assert list(tmp_path.iterdir()) == []  # corpora and downloads are cleaned up
+
+
+def test_compare_smoke_without_nginx(tmp_path: Path) -> None:
+    """The fallback a fresh CI machine without nginx gets: the project's test server."""
+    args = ["--smoke", "--json", "--tmp", str(tmp_path), "--python-server", "--scenarios", "small"]
+    also = ["--also-pdl", str(COMPARE.parent.parent)]  # a second checkout: a row of its own
+    done = subprocess.run(
+        [sys.executable, str(COMPARE), *args, *also, "--pdl-jobs", "1", "--tools", "pdl,copy"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["server"].startswith("test server")
+    [scenario] = report["scenarios"]
+    second = "pdl@" + COMPARE.parent.parent.name
+    assert [(row["tool"], row["status"], row["verified"]) for row in scenario["rows"]] == [
+        ("pdl", "ok", True),
+        (second, "ok", True),
+        ("pdl -j 1", "ok", True),
+        ("copy", "ok", True),
+    ]
 
 
 def test_bars_smoke(tmp_path: Path) -> None:

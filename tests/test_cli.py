@@ -42,14 +42,33 @@ def test_help_shows_options_with_defaults() -> None:
         "--ca-bundle",
         "--json",
         "--dry-run",
+        "--failed",
         "--quiet",
         "--progress",
         "--verbose",
+        "--limit-rate",
+        "--per-host",
+        "--split",
+        "--split-min-size",
     ):
         assert option in text, option
     assert "default: 8" in text and "default: skip" in text
-    for later in ("--limit-rate", "--per-host", "--split", "--failed"):
-        assert later not in text
+    assert "default: 32M" in text and "default: 1" in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--limit-rate", "0"],
+        ["--limit-rate", "fast"],
+        ["--per-host", "0"],
+        ["-s", "17"],
+        ["--split-min-size", "-1M"],
+    ],
+)
+def test_bad_speed_options_are_usage_errors(args: list[str]) -> None:
+    result = pdl("fetch", *args, "http://127.0.0.1:9/a")
+    assert result.exit_code == 2
 
 
 def test_version() -> None:
@@ -290,7 +309,9 @@ def test_interrupt_while_reading_a_pipe_that_stays_open(server: FaultServer, des
         # the second line releases the first entry (it might have had option lines)
         proc.stdin.write(f"{server.url('/slow.bin')}\n{server.url('/next.bin')}\n")
         proc.stdin.flush()
-        wait_until(lambda: server.stalled_count() == 1, 20)  # downloading, stdin still open
+        part = dest / "slow.bin.part"
+        # downloading (its first bytes are on disk), stdin still open
+        wait_until(lambda: part.exists() and part.stat().st_size == 1000, 20)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=10)
     finally:

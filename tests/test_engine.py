@@ -10,7 +10,8 @@ import pytest
 
 from downloader import Status, fetch
 from downloader.cancel import CancelToken
-from downloader.engine import IN_FLIGHT_PER_JOB, ProxyRoutes, make_session
+from downloader.client import ClientConfig, ProxyRoutes
+from downloader.engine import IN_FLIGHT_PER_JOB, client_config
 from downloader.options import Options
 from tests.conftest import RecordingReporter
 from tests.server import Fault, FaultServer, wait_until
@@ -149,11 +150,12 @@ def test_cancel_stops_stalled_transfers_and_keeps_parts(server: FaultServer, des
 
 def test_proxy_routes_honour_no_proxy() -> None:
     routes = ProxyRoutes((("http", "http://proxy:3128"), ("no", "localhost,.internal")))
-    assert routes.session_proxies() == {"http": "http://proxy:3128"}
-    assert routes.for_url("http://example.org/a") is None  # the session's proxy
-    direct = routes.for_url("http://files.internal/a")
-    assert direct is not None and set(direct.values()) == {None}
-    assert ProxyRoutes().for_url("http://example.org/") is None
+    assert routes.proxy_for("http://example.org/a") == "http://proxy:3128"
+    assert routes.proxy_for("https://example.org/a") is None  # no https_proxy set
+    assert routes.proxy_for("http://files.internal/a") is None  # no_proxy: direct
+    assert ProxyRoutes().proxy_for("http://example.org/") is None
+    everything = ProxyRoutes((("all", "http://p:1"),))
+    assert everything.proxy_for("https://example.org/") == "http://p:1"
 
 
 def test_proxy_from_the_environment_is_used(
@@ -176,8 +178,11 @@ def test_proxy_from_the_environment_is_used(
 
 def test_ca_bundle_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/env/ca.pem")
-    assert make_session(Options(), ProxyRoutes()).verify == "/env/ca.pem"
-    assert make_session(Options(ca_bundle=tmp_path / "x.pem"), ProxyRoutes()).verify == str(
-        tmp_path / "x.pem"
-    )
-    assert make_session(Options(insecure=True), ProxyRoutes()).verify is False
+    assert client_config(Options()).verify == "/env/ca.pem"
+    assert client_config(Options(ca_bundle=tmp_path / "x.pem")).verify == str(tmp_path / "x.pem")
+    assert client_config(Options(insecure=True)).verify is False
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/env/curl.pem")
+    assert ClientConfig.ca_setting(insecure=False, ca_bundle=None) == "/env/curl.pem"
+    monkeypatch.delenv("CURL_CA_BUNDLE")
+    assert ClientConfig.ca_setting(insecure=False, ca_bundle=None) is True

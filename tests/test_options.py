@@ -199,7 +199,9 @@ def test_options_defaults_follow_the_spec_table() -> None:
     assert options.content_disposition is False
     assert options.user_agent == f"pdl/{__version__}"
     assert options.headers == ()
-    assert options.verify is True
+    assert (options.insecure, options.ca_bundle) == (False, None)
+    assert (options.limit_rate, options.per_host, options.split) == (None, None, 1)
+    assert options.split_min_size == 32 * 1024 * 1024
 
 
 @pytest.mark.parametrize("jobs", [1, 2, 8, 255, 256])
@@ -243,10 +245,21 @@ def test_options_insecure_and_ca_bundle_are_exclusive(tmp_path: Path) -> None:
         Options(insecure=True, ca_bundle=tmp_path / "ca.pem")
 
 
-def test_options_verify_follows_tls_flags(tmp_path: Path) -> None:
-    bundle = tmp_path / "ca.pem"
-    assert Options(insecure=True).verify is False
-    assert Options(ca_bundle=bundle).verify == str(bundle)
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"limit_rate": 0},
+        {"limit_rate": -5},
+        {"per_host": 0},
+        {"per_host": 257},
+        {"split": 0},
+        {"split": 17},
+        {"split_min_size": -1},
+    ],
+)
+def test_options_reject_bad_speed_settings(bad: dict[str, int]) -> None:
+    with pytest.raises(UsageError):
+        Options(**bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import shutil
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.server import AUTO, Fault, FaultServer, auto_etag, wait_until
+from tests.server import (
+    AUTO,
+    Fault,
+    FaultServer,
+    auto_etag,
+    self_signed_cert,
+    tls_context,
+    wait_until,
+)
 
 BODY = bytes(range(256)) * 40  # 10240 bytes, position-dependent content
 LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
@@ -833,3 +844,77 @@ def test_ignore_if_range_serves_the_new_version_partially(server: FaultServer) -
     server.add("/v", b"0123456789", faults=[Fault.ignore_if_range()])
     resp = requests.get(server.url("/v"), headers={"Range": "bytes=4-", "If-Range": '"old"'})
     assert resp.status_code == 206 and resp.content == b"456789"
+
+
+def test_fault_policy_is_asked_per_request_after_the_queue(server: FaultServer) -> None:
+    server.add("/p", b"version 1", faults=[Fault.status(500)])
+    asked: list[str] = []
+
+    def policy(path: str) -> Fault | None:
+        asked.append(path)
+        if len(asked) == 1:
+            server.set_body(path, b"version 2")  # served by this very request
+            return None
+        return Fault.status(503, retry_after="0")
+
+    server.set_fault_policy(policy)
+
+    def get() -> tuple[int, bytes, str | None]:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+        try:
+            conn.request("GET", "/p")
+            resp = conn.getresponse()
+            return resp.status, resp.read(), resp.getheader("ETag")
+        finally:
+            conn.close()
+
+    assert get()[0] == 500  # the queued fault comes first, without asking
+    status, body, etag = get()
+    assert (status, body, etag) == (200, b"version 2", auto_etag(b"version 2"))
+    assert get()[0] == 503
+    assert asked == ["/p", "/p"]
+    assert server.body("/p") == b"version 2" and server.body("/nothing") is None
+    server.set_fault_policy(None)
+    assert get()[:2] == (200, b"version 2")
+
+
+def test_pace_holds_each_block_back(server: FaultServer) -> None:
+    body = bytes(range(256)) * 1024  # 256 KiB: four blocks
+    server.add("/slow", body, pace=60.0)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        conn.request("GET", "/slow")
+        resp = conn.getresponse()
+        assert resp.read(65536) == body[:65536]
+        assert server.bytes_sent("/slow") == 65536  # the next block waits for the pace
+        server.stop()  # a stopping server stops waiting
+    finally:
+        conn.close()
+
+
+def test_tls_server_speaks_https(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl CLI")
+    crt, key = self_signed_cert(tmp_path)
+    with FaultServer(tls=tls_context(crt, key)) as srv:
+        srv.add("/a", b"over tls")
+        assert srv.url("/a").startswith("https://127.0.0.1:")
+        client = ssl.create_default_context(cafile=str(crt))
+        conn = http.client.HTTPSConnection(srv.host, srv.port, context=client, timeout=5)
+        try:
+            conn.request("GET", "/a")
+            assert conn.getresponse().read() == b"over tls"
+        finally:
+            conn.close()
+
+
+def test_huge_headers(server: FaultServer) -> None:
+    server.add("/h", b"body", faults=[Fault.huge_headers(1000, lines=4)])
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        conn.request("GET", "/h")
+        resp = conn.getresponse()
+        junk = [v for k, v in resp.getheaders() if k.startswith("X-Junk-")]
+        assert junk == ["j" * 250] * 4 and resp.read() == b"body"
+    finally:
+        conn.close()

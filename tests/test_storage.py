@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from downloader import Report, Status, fetch
 from downloader.errors import LocalFileError
-from downloader.storage import open_folder, record_name
-from tests.server import FaultServer
+from downloader.storage import ResumeRecord, open_folder, record_name
+from tests.server import FaultServer, auto_etag
 
 
 def run(urls: list[str], dest: Path, **kwargs: object) -> Report:
@@ -155,3 +156,84 @@ def test_fifo_at_the_part_is_replaced_without_blocking(server: FaultServer, dest
     assert run([server.url("/a.bin")], dest).counts.ok == 1
     assert (dest / "a.bin").read_bytes() == b"downloaded"
     assert sorted(os.listdir(dest)) == ["a.bin"]
+
+
+def test_a_part_locked_by_another_process_is_left_alone(server: FaultServer, dest: Path) -> None:
+    import fcntl
+
+    server.add("/a.bin", b"new bytes")
+    server.add("/b.bin", b"b")
+    part = dest / "a.bin.part"
+    part.write_bytes(b"theirs")
+    with part.open("rb") as held:  # a lock is per open file: this stands in for another pdl
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        report = run([server.url("/a.bin"), server.url("/b.bin")], dest)
+    failed = report.failed
+    assert len(failed) == 1 and "being downloaded by another process" in (failed[0].error or "")
+    assert part.read_bytes() == b"theirs" and not (dest / "a.bin").exists()
+    assert server.requests_for("/a.bin") == []  # the loser does not even ask
+    assert (dest / "b.bin").read_bytes() == b"b"
+    # once the other process is gone, the next run takes over (no record: starts over)
+    assert run([server.url("/a.bin")], dest).counts.ok == 1
+    assert (dest / "a.bin").read_bytes() == b"new bytes"
+    assert sorted(os.listdir(dest)) == ["a.bin", "b.bin"]
+
+
+def test_an_entry_that_fails_before_any_byte_leaves_no_empty_part(
+    server: FaultServer, dest: Path
+) -> None:
+    report = run([server.url("/missing.bin")], dest)  # 404
+    assert report.counts.failed == 1
+    assert os.listdir(dest) == []
+
+
+BIG = bytes(range(256)) * 4096 * 2  # 2 MiB
+
+
+def _plant(dest: Path, url: str, part: bytes, *, record: str | None = None, **fields: Any) -> None:
+    """A partial and its resume record, as an earlier run (or another tool) left them."""
+    (dest / "a.bin.part").write_bytes(part)
+    if record is not None:
+        (dest / record_name("a.bin")).write_text(record)
+        return
+    values = {"record_url": url, "validator": None, "length": len(BIG), **fields}
+    rec = ResumeRecord(
+        ResumeRecord.url_hash(values["record_url"]), values["validator"], values["length"]
+    )
+    with open_folder(dest, (), str(dest)) as folder:
+        folder.write_record("a.bin", rec)
+
+
+@pytest.mark.parametrize(
+    ("case", "fields"),
+    [
+        ("another URL", {"record_url": "http://127.0.0.1:9/other.bin"}),
+        ("another version", {"validator": '"not-the-etag"'}),
+        ("a partial longer than the file", {"length": 1000}),
+        ("a record that is not JSON", {"record": "{not json"}),
+        ("a record of the wrong shape", {"record": '{"url_sha256": 1}'}),
+    ],
+)
+def test_a_partial_is_trusted_only_with_its_own_record(
+    server: FaultServer, dest: Path, case: str, fields: dict[str, Any]
+) -> None:
+    server.add("/a.bin", BIG)
+    url = server.url("/a.bin")
+    fields.setdefault("validator", auto_etag(BIG))
+    junk = b"J" * 300_000  # bytes of some other file: must never end up in a.bin
+    _plant(dest, url, junk, **fields)
+    result = run([url], dest).results[0]
+    assert result.status is Status.OK and result.resumed_from == 0, case
+    assert "range" not in server.requests_for("/a.bin")[0].headers or case == "another version"
+    assert (dest / "a.bin").read_bytes() == BIG
+    assert sorted(os.listdir(dest)) == ["a.bin"]
+
+
+def test_a_partial_with_its_own_record_is_continued(server: FaultServer, dest: Path) -> None:
+    server.add("/a.bin", BIG)
+    url = server.url("/a.bin")
+    _plant(dest, url, BIG[:300_000], validator=auto_etag(BIG))
+    result = run([url], dest).results[0]
+    assert result.status is Status.OK and result.resumed_from == 300_000
+    assert server.bytes_sent("/a.bin") == len(BIG) - 300_000
+    assert (dest / "a.bin").read_bytes() == BIG

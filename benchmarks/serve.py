@@ -1,0 +1,141 @@
+"""The server side: a real nginx on 127.0.0.1, or (smoke mode without nginx) the test server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Protocol
+
+from benchmarks.corpus import Scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+class Server(Protocol):
+    name: str
+    port: int
+
+    def stop(self) -> None: ...
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_listening(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def nginx_conf(root: Path, work: Path, port: int, scenarios: list[Scenario]) -> str:
+    caps = "".join(
+        f"        location /{s.name}/ {{ limit_rate {s.rate}; }}\n" for s in scenarios if s.rate
+    )
+    temps = "".join(
+        f"    {kind}_temp_path {work / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    # as root, workers would run as nobody, who may not reach a corpus under a 0700 folder
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return f"""\
+{user}daemon off;
+worker_processes 2;
+pid {work / "nginx.pid"};
+error_log {work / "error.log"} warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    default_type application/octet-stream;
+{temps}    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {root};
+{caps}    }}
+}}
+"""
+
+
+class Nginx:
+    """nginx serving *root* (scenario folders below it), config and logs in *work*."""
+
+    name = "nginx"
+
+    def __init__(self, root: Path, work: Path, scenarios: list[Scenario]) -> None:
+        work.mkdir(parents=True, exist_ok=True)
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        conf, pid = work / "nginx.conf", work / "nginx.pid"
+        for _attempt in range(3):  # the free port may be taken before nginx binds it
+            self.port = free_port()
+            conf.write_text(nginx_conf(root, work, self.port, scenarios))
+            pid.unlink(missing_ok=True)
+            self._proc = subprocess.Popen(
+                [binary, "-p", str(work), "-c", str(conf)], stdin=subprocess.DEVNULL
+            )
+            if self._started(pid):
+                return
+            self.stop()
+        log = (work / "error.log").read_text() if (work / "error.log").exists() else ""
+        raise SystemExit(f"nginx did not start:\n{log}")
+
+    def _started(self, pid: Path, timeout: float = 10.0) -> bool:
+        """nginx writes its pid file once it listens; until then, or if it exits, wait or fail."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._proc.poll() is None:
+            if pid.exists():
+                wait_listening(self.port)
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()  # SIGTERM: fast shutdown
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+class Fallback:
+    """The project's test server (no rate cap); only for smoke runs on a machine without nginx."""
+
+    name = "test server (no nginx)"
+
+    def __init__(self, root: Path, scenarios: list[Scenario]) -> None:
+        from tests.server import FaultServer
+
+        self._server = FaultServer()
+        for scenario in scenarios:
+            for name in scenario.names():
+                path = f"/{scenario.name}/{name}"
+                self._server.add(path, (root / scenario.name / name).read_bytes())
+        self.port = self._server.port
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def nginx_available() -> bool:
+    return shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
