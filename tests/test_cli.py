@@ -427,3 +427,11 @@ def test_the_completion_script_comes_from_the_installed_command() -> None:
         text=True,
     )
     assert done.returncode == 0 and "_pdl_completion" in done.stdout
+
+
+def test_summary_names_the_failed_file_to_rerun(server: FaultServer, tmp_path: Path) -> None:
+    failed = tmp_path / "failed.txt"
+    result = pdl("fetch", "-d", str(tmp_path / "d"), "--failed", str(failed), server.url("/none"))
+    assert result.exit_code == 1
+    assert f"  re-run   pdl fetch {failed}" in result.stderr.splitlines()
+    assert server.url("/none") in failed.read_text().splitlines()
