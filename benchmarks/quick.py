@@ -2,21 +2,31 @@
 
     python benchmarks/quick.py latency [--files 500] [--size 65536] [--delay 0.02] [--jobs 1,8]
     python benchmarks/quick.py dry-run [--lines 1000000]
+    python benchmarks/quick.py bars [--files 2000] [--size 4096] [--jobs 8] [--repeat 5]
 
 ``latency`` serves N files from the project's threaded test server, each answered
 after a delay, and times ``pdl fetch`` at each ``-j`` (wall, CPU, peak RSS of the
 pdl process, median of --repeat runs), checking every file. ``dry-run`` times
-``pdl fetch --dry-run`` over a generated list and reports its peak RSS.
+``pdl fetch --dry-run`` over a generated list and reports its peak RSS. ``bars``
+times many small files with ``--progress`` and ``--no-progress``, stderr on a pty
+that is read as a terminal would (runs interleaved, medians compared).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import os
+import pty
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +106,114 @@ def dry_run(args: argparse.Namespace) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def drained_pty() -> Iterator[int]:
+    """A pty slave to write to; its master is read (and dropped) by a thread, as a terminal."""
+    master, slave = pty.openpty()
+    received = [0]
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 65536):
+                received[0] += len(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        yield slave
+    finally:
+        os.close(slave)
+        reader.join(timeout=5)
+        os.close(master)
+
+
+def run_on_tty(args: list[str], tty: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``pdl`` process whose stderr is the pty ``tty``."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "downloader", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=tty,
+        cwd=ROOT,
+    )
+    _pid, _status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime
+
+
+def bar_costs() -> None:
+    """The bars' own work, in-process and free of the machine's load: one paint of 16
+    rows, and what one small file costs (busy, begin, update, idle, set_done)."""
+    from downloader.bars import Bars, Size
+
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        bars = Bars(sink, size=lambda: Size(100, 24), painter=False)
+        bars.start(16)
+        bars.set_total(200)
+        for slot in range(16):
+            bars.busy(slot).begin(f"part-{slot:03d}.tar.gz", 900_000, 0)
+            bars.slot(slot).update(300_000)
+        started = time.perf_counter()
+        for _ in range(1000):
+            bars.paint(force=True)
+        paint = (time.perf_counter() - started) / 1000
+        started = time.perf_counter()
+        for i in range(100_000):
+            handle = bars.busy(i % 16)
+            handle.begin("x.bin", 4096, 0)
+            handle.update(4096)
+            bars.idle(i % 16)
+            bars.set_done(i, 0)
+        per_file = (time.perf_counter() - started) / 100_000
+    print(
+        f"one paint of 16 rows: {paint * 1e3:.2f} ms ({paint * 4:.2%} of a core at 4 a second); "
+        f"per file: {per_file * 1e6:.1f} us"
+    )
+
+
+def bars(args: argparse.Namespace) -> None:
+    body = hashlib.sha256(b"pdl").digest() * max(1, args.size // 32)
+    work = Path(tempfile.mkdtemp(prefix="pdl-bench-", dir=args.tmp))
+    server = FaultServer()
+    try:
+        names = [f"f{i:05d}.bin" for i in range(args.files)]
+        for name in names:
+            server.add(f"/{name}", body)
+        listing = work / "urls.txt"
+        listing.write_text("".join(server.url(f"/{n}") + "\n" for n in names))
+        walls: dict[str, list[float]] = {"--progress": [], "--no-progress": []}
+        cpus: dict[str, list[float]] = {"--progress": [], "--no-progress": []}
+        with drained_pty() as tty:
+            for _ in range(args.repeat):
+                for mode in walls:  # interleaved, so drift in the machine's load hits both
+                    out = work / "out"
+                    shutil.rmtree(out, ignore_errors=True)
+                    run = ["fetch", str(listing), "-j", str(args.jobs), "-d", str(out), mode]
+                    wall, cpu = run_on_tty(run, tty)
+                    if sum(1 for _ in out.iterdir()) != args.files:
+                        raise SystemExit(f"{mode}: files missing in {out}")
+                    walls[mode].append(wall)
+                    cpus[mode].append(cpu)
+        print(
+            f"{args.files} files x {len(body)} B, -j {args.jobs}, stderr on a pty, "
+            f"median of {args.repeat} interleaved runs"
+        )
+        print(f"{'mode':>14} {'wall s':>8} {'cpu s':>7} {'files/s':>8}")
+        rate = {}
+        for mode in walls:
+            wall = statistics.median(walls[mode])
+            rate[mode] = args.files / wall
+            cpu = statistics.median(cpus[mode])
+            print(f"{mode:>14} {wall:>8.2f} {cpu:>7.2f} {rate[mode]:>8.0f}")
+        cost = 1 - rate["--progress"] / rate["--no-progress"]
+        print(f"bars cost {cost:+.1%} of throughput")
+        bar_costs()
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tmp", default=None, help="folder for lists and downloads")
@@ -108,8 +226,13 @@ def main() -> None:
     lat.add_argument("--repeat", type=int, default=3)
     dry = sub.add_parser("dry-run")
     dry.add_argument("--lines", type=int, default=1_000_000)
+    bar = sub.add_parser("bars")
+    bar.add_argument("--files", type=int, default=2000)
+    bar.add_argument("--size", type=int, default=4096)
+    bar.add_argument("--jobs", type=int, default=8)
+    bar.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    {"latency": latency, "dry-run": dry_run}[args.what](args)
+    {"latency": latency, "dry-run": dry_run, "bars": bars}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -3,29 +3,32 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 import click
 
 from .api import fetch as api_fetch
+from .cli_options import FETCH_OPTIONS, SOURCES, TUNE_OPTIONS, apply
 from .errors import UsageError
-from .options import (
-    DEFAULT_USER_AGENT,
-    MAX_JOBS,
-    MAX_SPLIT,
-    OnExist,
-    parse_header,
-    parse_rate,
-    parse_size,
-)
-from .progress import standard_reporter
+from .progress import Reporter, standard_reporter
 from .results import Report, summary_lines
+from .tune import (
+    Level,
+    Sample,
+    allowed_levels,
+    chart_lines,
+    recommend,
+    sweep,
+    table_lines,
+    take_sample,
+)
 from .urllist import STDIN, Item, iter_sources
 from .version import __version__
 
@@ -41,37 +44,25 @@ Examples:
   pdl fetch urls.txt -j 16 -d downloads
   cat urls.txt | pdl fetch --json | jq -r 'select(.status=="failed").url'
   pdl fetch https://example.org/a.iso https://example.org/b.iso
+  PDL_JOBS=32 PDL_DIR=~/mirror pdl fetch urls.txt
 """
-
-
-class SizeType(click.ParamType):  # type: ignore[type-arg]
-    """``32M`` -> bytes (or a rate, ``500K`` or ``500K/s``), or a clean usage error."""
-
-    def __init__(self, *, rate: bool = False) -> None:
-        self.rate = rate
-        self.name = "RATE" if rate else "SIZE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_rate(str(value)) if self.rate else parse_size(str(value))
-        except UsageError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class HeaderType(click.ParamType):  # type: ignore[type-arg]
-    """``-H 'Name: value'`` -> ``("Name", "value")``, or a clean usage error."""
-
-    name = "'NAME: VALUE'"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_header(str(value))
-        except UsageError as exc:
-            self.fail(str(exc), param, ctx)
+TUNE_EPILOG = """\b
+Examples:
+  pdl tune urls.txt                      # -j 1,2,4,8,16,32 over 64 sampled entries
+  pdl tune urls.txt -j 4,8,12,16 --sample 100
+  pdl tune urls.txt --per-host 4         # no level above 4 x the sample's hosts
+"""
+MAIN_EPILOG = """\b
+Examples:
+  pdl fetch urls.txt -j 16 -d downloads
+  pdl tune urls.txt
+  pdl fetch --help
+\b
+Shell completion (bash, zsh, fish):
+  eval "$(_PDL_COMPLETE=bash_source pdl)"     # in ~/.bashrc
+  eval "$(_PDL_COMPLETE=zsh_source pdl)"      # in ~/.zshrc
+  _PDL_COMPLETE=fish_source pdl | source      # in ~/.config/fish/config.fish
+"""
 
 
 def _check_sources(sources: tuple[str, ...]) -> None:
@@ -128,166 +119,33 @@ def _items(sources: tuple[str, ...]) -> Iterator[Item]:
     yield from iter_sources(sources, _stdin())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=MAIN_EPILOG,
+)
 @click.version_option(__version__, "-V", "--version", prog_name="pdl")
 def main() -> None:
-    """pdl: download the URLs of a list, many at a time, safely."""
+    """pdl: download the URLs of a list, many at a time, safely.
+
+    Every option can also be set in the environment: PDL_JOBS=16, PDL_DIR=~/dl, ...
+    (the name is shown in each command's --help).
+    """
+
+
+def _sources_or_stdin(sources: tuple[str, ...]) -> tuple[str, ...]:
+    """The SOURCEs, or standard input when none is given and it is not a terminal."""
+    if not sources:
+        stdin = _stdin()
+        if stdin is None or stdin.isatty():
+            raise click.UsageError("no SOURCE given, and standard input is a terminal (or closed)")
+        sources = (STDIN,)
+    _check_sources(sources)
+    return sources
 
 
 @main.command(epilog=FETCH_EPILOG)
-@click.argument("sources", nargs=-1, metavar="[SOURCE]...")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, MAX_JOBS),
-    default=8,
-    show_default=True,
-    help="Downloads at the same time (worker threads).",
-)
-@click.option(
-    "-d",
-    "--dir",
-    "dest",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(),
-    show_default=True,
-    help="Destination folder, created if missing.",
-)
-@click.option(
-    "--retries",
-    type=click.IntRange(min=0),
-    default=5,
-    show_default=True,
-    help="Retries after the first attempt, per download.",
-)
-@click.option(
-    "--retry-wait",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Base of the exponential back-off in seconds (with jitter, capped at 60 s).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="Connect timeout and idle-read timeout in seconds.",
-)
-@click.option(
-    "--on-exist",
-    type=click.Choice([e.value for e in OnExist]),
-    default="skip",
-    show_default=True,
-    help="What to do when the target file exists.",
-)
-@click.option(
-    "--resume/--no-resume",
-    default=True,
-    show_default=True,
-    help="Continue .part files left by an earlier attempt or run.",
-)
-@click.option(
-    "--content-disposition",
-    is_flag=True,
-    default=False,
-    show_default="off",
-    help="Name files from the server's Content-Disposition header.",
-)
-@click.option(
-    "--limit-rate",
-    type=SizeType(rate=True),
-    show_default="none",
-    help="Total download rate across all jobs, e.g. 500K, 10M, 1G (K=1024 bytes/s).",
-)
-@click.option(
-    "--per-host",
-    type=click.IntRange(1, MAX_JOBS),
-    show_default="none",
-    help="At most N downloads from one host at a time.",
-)
-@click.option(
-    "-s",
-    "--split",
-    type=click.IntRange(1, MAX_SPLIT),
-    default=1,
-    show_default=True,
-    help="Fetch one large file over up to N ranged connections.",
-)
-@click.option(
-    "--split-min-size",
-    type=SizeType(),
-    default="32M",
-    show_default=True,
-    help="Only split files at least this large (K, M, G = 1024 powers).",
-)
-@click.option(
-    "-H",
-    "--header",
-    "headers",
-    type=HeaderType(),
-    multiple=True,
-    show_default="none",
-    help="Extra request header 'Name: value' (repeatable).",
-)
-@click.option(
-    "-U", "--user-agent", default=DEFAULT_USER_AGENT, show_default=True, help="User-Agent header."
-)
-@click.option(
-    "--insecure",
-    is_flag=True,
-    default=False,
-    show_default="off",
-    help="Do not verify TLS certificates.",
-)
-@click.option(
-    "--ca-bundle",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    show_default="certifi's CA bundle",
-    help="Verify TLS with this CA bundle (PEM file).",
-)
-@click.option(
-    "--json",
-    "json",
-    is_flag=True,
-    default=False,
-    show_default="off",
-    help="One JSON object per entry on stdout instead of paths.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    default=False,
-    show_default="off",
-    help="Print 'URL -> path' for each entry; download nothing.",
-)
-@click.option(
-    "--failed",
-    type=click.Path(dir_okay=False, path_type=Path),
-    show_default="none",
-    help="Write every failed entry to FILE (mode 0600) as a URL list that re-runs them.",
-)
-@click.option(
-    "-q",
-    "--quiet",
-    is_flag=True,
-    default=False,
-    show_default="off",
-    help="No progress and no summary; errors still go to stderr.",
-)
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Force bars on or off.  [default: on when stderr is a terminal]",
-)
-@click.option(
-    "-v",
-    "--verbose",
-    is_flag=True,
-    default=False,
-    show_default="off",
-    help="Also report each retry and resume on stderr.",
-)
+@SOURCES
+@apply(FETCH_OPTIONS)
 def fetch(
     sources: tuple[str, ...],
     json: bool,
@@ -306,12 +164,7 @@ def fetch(
     Exit status: 0 all ok or skipped, 1 some failed, 2 usage error,
     130 interrupted (143 on SIGTERM).
     """
-    if not sources:
-        stdin = _stdin()
-        if stdin is None or stdin.isatty():
-            raise click.UsageError("no SOURCE given, and standard input is a terminal (or closed)")
-        sources = (STDIN,)
-    _check_sources(sources)
+    sources = _sources_or_stdin(sources)
     if options["insecure"] and options["ca_bundle"] is not None:
         raise click.UsageError("--insecure and --ca-bundle cannot be used together")
     stdout = sys.stdout
@@ -319,6 +172,7 @@ def fetch(
     if options["insecure"]:  # once per run, not once per request
         click.echo(INSECURE_WARNING, err=True)
     bars = (stderr.isatty() if progress is None else progress) and not quiet
+    bars = bars and not options["dry_run"]  # a plan is printed at once: nothing to watch
     reporter = standard_reporter(
         stdout=stdout,
         stderr=stderr,
@@ -339,12 +193,115 @@ def fetch(
         except OSError as exc:  # a list file vanished or became unreadable mid-run
             raise click.UsageError(f"cannot read a URL list: {exc}") from None
         if not quiet and not options["dry_run"]:
-            _print_summary(report, stderr)
+            failed = options["failed"]
+            _print_summary(report, stderr, str(failed) if failed is not None else None)
     _exit(signals.exit_code if report.interrupted else report.exit_code)
 
 
-def _print_summary(report: Report, stream: Any) -> None:
-    for line in summary_lines(report):
+@main.command(epilog=TUNE_EPILOG)
+@SOURCES
+@apply(TUNE_OPTIONS)
+def tune(
+    sources: tuple[str, ...],
+    levels: tuple[int, ...],
+    sample: int,
+    per_host: int | None,
+    progress: bool | None,
+    verbose: bool,
+    **options: Any,
+) -> None:
+    """Find a good --jobs for a list: download a sample at each -j level.
+
+    The sample is downloaded once per level, into a temporary folder (under
+    TMPDIR) that is removed after each level. The table, the chart and the
+    recommended -j go to stdout; progress goes to stderr.
+
+    Exit status: 0 with a recommendation, 1 when nothing could be downloaded,
+    2 usage error, 130 interrupted.
+    """
+    sources = _sources_or_stdin(sources)
+    if options["insecure"] and options["ca_bundle"] is not None:
+        raise click.UsageError("--insecure and --ca-bundle cannot be used together")
+    stderr = sys.stderr
+    say = _say(stderr)
+    if options["insecure"]:
+        say(INSECURE_WARNING)
+    picked, run = _tune_plan(sources, levels, sample, per_host, say)
+    bars = stderr.isatty() if progress is None else progress
+
+    def reporter_for(jobs: int) -> Reporter:
+        say(f"pdl tune: -j {jobs} ({run.index(jobs) + 1}/{len(run)})")
+        return standard_reporter(
+            stdout=sys.stdout, stderr=stderr, progress=bars, verbose=verbose, errors=verbose
+        )
+
+    measured: list[Level] = []
+    with _Signals() as signals:
+        try:
+            fetch_options = {**options, "per_host": per_host}
+            for level in sweep(picked, run, fetch_options=fetch_options, reporter_for=reporter_for):
+                measured.append(level)
+        except KeyboardInterrupt:
+            say("pdl: interrupted")
+            _exit(signals.exit_code)
+    _exit(_print_tune(measured, sys.stdout))
+
+
+def _tune_plan(
+    sources: tuple[str, ...],
+    levels: tuple[int, ...],
+    sample: int,
+    per_host: int | None,
+    say: Callable[[str], None],
+) -> tuple[Sample, list[int]]:
+    """Sample the list and choose the levels; tell what that will download."""
+    try:
+        picked = take_sample(_items(sources), sample)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:
+        raise click.UsageError(f"cannot read a URL list: {exc}") from None
+    if not picked.entries:
+        raise click.UsageError("the list has no URL to measure")
+    n = len(picked.entries)
+    run, skipped = allowed_levels(levels, sample=n, hosts=picked.hosts, per_host=per_host)
+    say(
+        f"pdl tune: {n} of {picked.listed} entries, once per level "
+        f"(-j {','.join(map(str, run))}): {n * len(run)} downloads"
+    )
+    say("pdl tune: all into a temporary folder that is removed")
+    if picked.bad_lines:
+        say(f"pdl tune: {picked.bad_lines} bad line(s) of the list left out")
+    for left_out in skipped:
+        say(f"pdl tune: -j {left_out.jobs} left out: {left_out.reason}")
+    return picked, run
+
+
+def _say(stream: TextIO) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        click.echo(line, file=stream)
+
+    return say
+
+
+def _print_tune(measured: list[Level], stream: TextIO) -> int:
+    """The result of ``tune`` on stdout: table, chart, recommendation; the exit status."""
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+    width = shutil.get_terminal_size((80, 24)).columns
+    lines = [*table_lines(measured), ""]
+    lines += [*chart_lines(measured, min(width, 100), ascii=encoding != "utf8"), ""]
+    best = recommend(measured)
+    if best is None:
+        lines.append("no recommendation: nothing was downloaded")
+    else:
+        lines.append(f"recommended: -j {best.jobs}, {best.reason}")
+    for line in lines:
+        click.echo(line, file=stream)
+    return 0 if best is not None else 1
+
+
+def _print_summary(report: Report, stream: Any, failed_file: str | None = None) -> None:
+    for line in summary_lines(report, failed_file):
         click.echo(line, file=stream)
 
 

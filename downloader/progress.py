@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TextIO
+from contextlib import AbstractContextManager, nullcontext
+from typing import Protocol, TextIO
 
+from .bars import Bars
 from .results import Counts, Report, Result, Status, redact, redact_text
-
-BAR_REFRESH = 0.25
-"""Seconds between bar refreshes: a few times a second at most."""
 
 
 class TransferProgress(Protocol):
@@ -139,15 +136,22 @@ def combine(*reporters: Reporter) -> Reporter:
 class ResultWriter(NullReporter):
     """Results on stdout: the path of each ok/skipped entry, or one JSON object per entry."""
 
-    def __init__(self, stream: TextIO, *, as_json: bool = False) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        as_json: bool = False,
+        around: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ) -> None:
         self._stream = stream
         self._json = as_json
+        self._around = around  # bars on the same terminal step aside for each line
         self._lock = threading.Lock()
         self._closed = False
 
     def _emit(self, line: str | None, flush: bool = True) -> None:
         """Write ``line`` (None: nothing, just flush); after a broken pipe, nothing at all."""
-        with self._lock:
+        with self._lock, self._around():
             if self._closed:
                 return
             try:
@@ -200,50 +204,48 @@ def failure_line(result: Result) -> str:
 class StderrReporter(NullReporter):
     """Everything for a person, on stderr: failure lines, verbose notes, and optionally bars."""
 
-    def __init__(
-        self, stream: TextIO, *, verbose: bool = False, bars: bool = False, bar_factory: Any = None
-    ) -> None:
+    def __init__(self, stream: TextIO, *, verbose: bool = False, bars: bool | Bars = False) -> None:
         self._stream = stream
         self._verbose = verbose
-        self._bars: _Bars | None = _Bars(stream, factory=bar_factory) if bars else None
+        self.bars: Bars | None = Bars(stream) if bars is True else bars or None
         self._lock = threading.Lock()
 
     def _write(self, line: str) -> None:
         with self._lock:
-            if self._bars is not None:
-                self._bars.write(line)
+            if self.bars is not None:
+                self.bars.write(line)
             else:
                 self._stream.write(line + "\n")
                 self._stream.flush()
 
     def run_started(self, jobs: int) -> None:
-        if self._bars is not None:
-            self._bars.start(jobs)
+        if self.bars is not None:
+            self.bars.start(jobs)
 
     def list_read(self, total: int) -> None:
-        if self._bars is not None:
-            self._bars.set_total(total)
+        if self.bars is not None:
+            self.bars.set_total(total)
 
     def transfer_started(self, slot: int) -> TransferProgress:
-        return self._bars.slot(slot) if self._bars is not None else NULL_PROGRESS
+        return self.bars.busy(slot) if self.bars is not None else NULL_PROGRESS
 
     def transfer_ended(self, slot: int) -> None:
-        if self._bars is not None:
-            self._bars.slot(slot).idle()
+        if self.bars is not None:
+            self.bars.idle(slot)
 
     def result(self, result: Result, counts: Counts) -> None:
         if result.status is Status.FAILED:
             self._write(failure_line(result))
-        if self._bars is not None:
-            self._bars.done(counts)
+        if self.bars is not None:
+            self.bars.set_done(counts.done, counts.failed)
 
     def message(self, text: str) -> None:
         if self._verbose:
             self._write(f"pdl: {text}")
 
     def run_finished(self, report: Report) -> None:
-        if self._bars is not None:
-            self._bars.close()
+        if self.bars is not None:
+            self.bars.close()
 
 
 def standard_reporter(
@@ -260,136 +262,19 @@ def standard_reporter(
     """The reporters of the command line: results on ``stdout`` (paths or JSON lines),
     failures, notes and bars on ``stderr``; ``quiet`` leaves only failure lines."""
     reporters: list[Reporter] = []
+    loud = not quiet
+    bars = Bars(stderr) if progress and loud else None
     if json or paths:
-        reporters.append(ResultWriter(stdout, as_json=json))
+        # results on the terminal that shows the bars are printed above them
+        around = bars.above if bars is not None and _isatty(stdout) else nullcontext
+        reporters.append(ResultWriter(stdout, as_json=json, around=around))
     if errors or progress or verbose:
-        loud = not quiet
-        reporters.append(StderrReporter(stderr, verbose=verbose and loud, bars=progress and loud))
+        reporters.append(StderrReporter(stderr, verbose=verbose and loud, bars=bars or False))
     return combine(*reporters) if reporters else NullReporter()
 
 
-class _Bars:
-    """tqdm bars: a total bar over one bar per busy worker slot, refreshed a few times a second."""
-
-    def __init__(
-        self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic, factory: Any = None
-    ) -> None:
-        if factory is None:
-            import tqdm
-
-            factory = tqdm.tqdm
-
-        self._tqdm: Any = factory
-        self.clock = clock
-        self._stream = stream
-        self._lock = threading.Lock()
-        self._total: Any = None
-        self._workers: dict[int, _SlotBar] = {}
-        self._max_slots = 0
-        self._entries_total: int | None = None
-
-    def start(self, jobs: int) -> None:
-        rows = shutil.get_terminal_size((80, 24)).lines
-        # the total bar, the worker bars, and room for the prompt and a message
-        self._max_slots = max(0, min(jobs, rows - 4))
-        self._total = self._tqdm(
-            desc="total",
-            unit="iB",
-            unit_scale=True,
-            unit_divisor=1024,
-            file=self._stream,
-            position=0,
-            leave=True,
-            mininterval=BAR_REFRESH,
-            dynamic_ncols=True,
-            postfix="0 files",
-        )
-
-    def set_total(self, total: int) -> None:
-        self._entries_total = total
-
-    def slot(self, slot: int) -> _SlotBar:
-        with self._lock:
-            bar = self._workers.get(slot)
-            if bar is None:
-                handle = None
-                if slot < self._max_slots:
-                    handle = self._tqdm(
-                        unit="iB",
-                        unit_scale=True,
-                        unit_divisor=1024,
-                        file=self._stream,
-                        position=slot + 1,
-                        leave=False,
-                        mininterval=BAR_REFRESH,
-                        dynamic_ncols=True,
-                    )
-                bar = self._workers[slot] = _SlotBar(handle, self)
-        return bar
-
-    def add_bytes(self, n: int) -> None:
-        with self._lock:
-            if self._total is not None:
-                self._total.update(n)
-
-    def done(self, counts: Counts) -> None:
-        total = f"/{self._entries_total}" if self._entries_total is not None else ""
-        with self._lock:
-            if self._total is not None:
-                self._total.set_postfix_str(f"{counts.done}{total} files", refresh=False)
-
-    def write(self, line: str) -> None:
-        self._tqdm.write(line, file=self._stream)
-
-    def close(self) -> None:
-        with self._lock:
-            for bar in self._workers.values():
-                bar.close()
-            if self._total is not None:
-                self._total.close()
-
-
-class _SlotBar:
-    """One worker slot's bar; bytes are batched and flushed at most every BAR_REFRESH seconds."""
-
-    def __init__(self, handle: Any, bars: _Bars) -> None:
-        self._handle = handle
-        self._bars = bars
-        self._clock = bars.clock
-        self._pending = 0
-        self._next_flush = 0.0
-
-    def begin(self, name: str, total: int | None, initial: int) -> None:
-        self._flush()
-        if self._handle is not None:
-            label = name if len(name) <= 24 else name[:21] + "..."
-            self._handle.reset(total=total)
-            if initial:
-                self._handle.update(initial)
-            self._handle.set_description_str(label, refresh=False)
-
-    def update(self, n: int) -> None:
-        self._pending += n
-        now = self._clock()
-        if now >= self._next_flush:
-            self._next_flush = now + BAR_REFRESH
-            self._flush()
-
-    def _flush(self) -> None:
-        n, self._pending = self._pending, 0
-        if n:
-            if self._handle is not None:
-                self._handle.update(n)
-            self._bars.add_bytes(n)
-
-    def idle(self) -> None:
-        """The slot's transfer ended: count its last bytes and blank the bar."""
-        self._flush()
-        if self._handle is not None:
-            self._handle.set_description_str("", refresh=False)
-            self._handle.reset(total=None)
-
-    def close(self) -> None:
-        self._flush()
-        if self._handle is not None:
-            self._handle.close()
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

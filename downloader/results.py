@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import shlex
 import threading
 from array import array
 from collections.abc import Callable, Iterable
@@ -256,16 +257,30 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def summary_lines(report: Report) -> Iterable[str]:
-    """The human summary printed on stderr at the end of a run."""
+SUMMARY_LABEL = 9
+"""Width of the label column of the summary block."""
+
+
+def summary_lines(report: Report, failed_file: str | None = None) -> Iterable[str]:
+    """The summary printed on stderr at the end of a run: a headline with the counts,
+    then an aligned block (bytes, time and average rate, retries, resumed bytes, each
+    failed URL with its reason, and the command that re-runs the failures)."""
     c = report.counts
     rate = c.bytes / report.elapsed if report.elapsed > 0 else 0.0
     head = "interrupted" if report.interrupted else "done"
-    yield (
-        f"pdl: {head}: {c.ok} ok, {c.skipped} skipped, {c.failed} failed; "
-        f"{format_bytes(c.bytes)} in {report.elapsed:.2f} s ({format_bytes(rate)}/s)"
+
+    def row(label: str, value: str) -> str:
+        return f"  {label:<{SUMMARY_LABEL}}{value}"
+
+    yield f"pdl: {head}: {c.ok} ok, {c.skipped} skipped, {c.failed} failed"
+    yield row(
+        "received",
+        f"{format_bytes(c.bytes)} in {report.elapsed:.2f} s ({format_bytes(rate)}/s average)",
     )
-    if c.retries or c.resumed_bytes:
-        yield f"     {c.retries} retries, {format_bytes(c.resumed_bytes)} resumed"
+    yield row("retries", str(c.retries))
+    yield row("resumed", format_bytes(c.resumed_bytes))
     for r in report.failed:
-        yield f"  failed  {redact(r.url)}  ({r.source}): {redact_text(r.error or '', r.url)}"
+        reason = redact_text(r.error or "failed", r.url)
+        yield row("failed", f"{redact(r.url)} ({r.source}): {reason}")
+    if failed_file is not None and c.failed:
+        yield row("re-run", f"pdl fetch {shlex.quote(failed_file)}")

@@ -214,6 +214,7 @@ class _File:
     ranges: bool
     delay: float
     chunked: bool
+    rate: float = 0.0
     pace: float = 0.0
 
 
@@ -519,7 +520,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         limit = fault.after if kind in ("truncate", "reset", "stall") and fault else None
-        complete = self._write_payload(key, payload, chunked, limit, route.pace)
+        complete = self._write_payload(key, payload, chunked, limit, route.pace, route.rate)
         if kind == "extra_bytes" and fault is not None and complete:
             self._write_counted(key, _JUNK_BYTE * fault.extra)
             self.close_connection = True
@@ -536,18 +537,33 @@ class _Handler(BaseHTTPRequestHandler):
             raise
 
     def _write_payload(
-        self, key: str, payload: bytes, chunked: bool, limit: int | None, pace: float = 0.0
+        self,
+        key: str,
+        payload: bytes,
+        chunked: bool,
+        limit: int | None,
+        pace: float = 0.0,
+        rate: float = 0.0,
     ) -> bool:
         """Write the body (framed if *chunked*), at most *limit* payload bytes.
 
-        With *pace*, wait that many seconds after each block (a slow server).
+        With *pace*, wait that many seconds after each block (a slow server). With
+        *rate*, the body is paced to that many bytes a second, in small writes.
 
         Returns True if the whole payload (and chunked terminator) was written.
         """
         allowance = len(payload) if limit is None else min(limit, len(payload))
         block = _CHUNK_SIZE if chunked else _WRITE_BLOCK
+        if rate > 0:
+            block = max(1, min(block, int(rate / 20)))  # about 20 writes a second
+        started = time.monotonic()
         pos = 0
         while pos < allowance:
+            ahead = pos / rate - (time.monotonic() - started) if rate > 0 else 0.0
+            if ahead > 0:
+                self.wfile.flush()
+                if self.server.owner.sleep(ahead):
+                    return False  # stopping
             piece = payload[pos : pos + block]
             part = piece[: allowance - pos]
             if chunked:
@@ -707,10 +723,12 @@ class FaultServer:
         faults: list[Fault] | None = None,
         chunked: bool = False,
         pace: float = 0.0,
+        rate: float = 0.0,
     ) -> None:
         """Serve *body* at *path* (replacing any route there).  *faults* replaces the queue.
 
         *pace* makes a slow server: it waits that many seconds after each 64 KiB block.
+        *rate* paces the body to that many bytes a second (0: as fast as possible).
         """
         route = _File(
             body=bytes(body),
@@ -721,6 +739,7 @@ class FaultServer:
             delay=delay,
             chunked=chunked,
             pace=pace,
+            rate=rate,
         )
         with self._lock:
             self._state.routes[self._check_path(path)] = route
@@ -748,6 +767,7 @@ class FaultServer:
                 delay=base.delay,
                 chunked=base.chunked,
                 pace=base.pace,
+                rate=base.rate,
             )
 
     def body(self, path: str) -> bytes | None:

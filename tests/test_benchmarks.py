@@ -82,3 +82,14 @@ def test_compare_smoke_without_nginx(tmp_path: Path) -> None:
         ("pdl -j 1", "ok", True),
         ("copy", "ok", True),
     ]
+
+
+def test_bars_smoke(tmp_path: Path) -> None:
+    args = ["--tmp", str(tmp_path), "bars", "--files", "20", "--repeat", "1", "--jobs", "2"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    modes = [line.split()[0] for line in done.stdout.splitlines()[2:4]]
+    assert modes == ["--progress", "--no-progress"]
+    assert "bars cost" in done.stdout and "one paint of 16 rows" in done.stdout

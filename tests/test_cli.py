@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -341,3 +342,96 @@ def test_a_piped_url_starts_before_the_next_line_arrives(server: FaultServer, de
     finally:
         proc.kill()
     assert proc.returncode == 0
+
+
+# -- shell habits: environment variables, completion, examples -------------------------------
+
+
+@pytest.mark.parametrize("command", ["fetch", "tune"])
+def test_every_option_can_come_from_the_environment(command: str) -> None:
+    params = cli.main.commands[command].params  # type: ignore[attr-defined]
+    options = [p for p in params if isinstance(p, click.Option) and p.name != "help"]
+    assert options
+    text = pdl(command, "--help").output
+    for option in options:
+        assert isinstance(option.envvar, str) and option.envvar.startswith("PDL_"), option.name
+        assert option.show_envvar and option.envvar in text, option.envvar
+    names = [o.envvar for o in options]
+    assert len(names) == len(set(names))
+
+
+def test_options_from_the_environment_apply(server: FaultServer, tmp_path: Path) -> None:
+    server.add("/a.txt", b"a")
+    env = {"PDL_DIR": str(tmp_path / "from-env"), "PDL_HEADER": "X-One: 1\nX-Two: 2"}
+    result = CliRunner().invoke(cli.main, ["fetch", server.url("/a.txt")], env=env)
+    assert result.exit_code == 0 and (tmp_path / "from-env" / "a.txt").read_bytes() == b"a"
+    request = server.requests_for("/a.txt")[0]
+    assert (request.header("X-One"), request.header("X-Two")) == ("1", "2")
+    # a flag on the command line still wins over the environment
+    again = CliRunner().invoke(
+        cli.main, ["fetch", "-d", str(tmp_path / "flag"), server.url("/a.txt")], env=env
+    )
+    assert again.exit_code == 0 and (tmp_path / "flag" / "a.txt").exists()
+
+
+def test_a_bad_value_in_the_environment_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli.main, ["fetch", "http://127.0.0.1:9/x"], env={"PDL_JOBS": "0"})
+    assert result.exit_code == 2 and "--jobs" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [
+        ("bash", "complete -o nosort -F _pdl_completion pdl"),
+        ("zsh", "#compdef pdl"),
+        ("fish", "complete --no-files --command pdl"),
+    ],
+)
+def test_completion_scripts(shell: str, marker: str) -> None:
+    result = CliRunner().invoke(
+        cli.main, [], prog_name="pdl", env={"_PDL_COMPLETE": f"{shell}_source"}
+    )
+    assert result.exit_code == 0 and marker in result.output
+
+
+def _complete(words: str) -> list[str]:
+    """What bash completion offers for the command line ``words`` (the last one is being typed)."""
+    cword = len(words.split()) - (0 if words.endswith(" ") else 1)
+    env = {"_PDL_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+    result = CliRunner().invoke(cli.main, [], prog_name="pdl", env=env)
+    assert result.exit_code == 0
+    return result.output.splitlines()
+
+
+def test_completion_of_commands_options_and_choices() -> None:
+    assert "plain,fetch" in _complete("pdl fe")
+    assert "plain,--on-exist" in _complete("pdl fetch --on-")
+    assert _complete("pdl fetch --on-exist ") == ["plain,skip", "plain,overwrite", "plain,rename"]
+    assert _complete("pdl fetch ur") == ["file,ur"]  # a SOURCE completes as a file name
+
+
+@pytest.mark.parametrize("args", [[], ["fetch"], ["tune"]])
+def test_help_has_examples(args: list[str]) -> None:
+    text = pdl(*args, "--help").output
+    assert "Examples:" in text and "pdl " in text.split("Examples:")[1]
+
+
+def test_the_completion_script_comes_from_the_installed_command() -> None:
+    exe = Path(sys.executable).with_name("pdl")
+    if not exe.exists():
+        pytest.skip("pdl is not installed beside this interpreter")
+    done = subprocess.run(
+        [str(exe)],
+        env={**os.environ, "_PDL_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "_pdl_completion" in done.stdout
+
+
+def test_summary_names_the_failed_file_to_rerun(server: FaultServer, tmp_path: Path) -> None:
+    failed = tmp_path / "failed.txt"
+    result = pdl("fetch", "-d", str(tmp_path / "d"), "--failed", str(failed), server.url("/none"))
+    assert result.exit_code == 1
+    assert f"  re-run   pdl fetch {failed}" in result.stderr.splitlines()
+    assert server.url("/none") in failed.read_text().splitlines()

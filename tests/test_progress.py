@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, ClassVar
 
+import pyte
+import pytest
+
+from downloader.bars import BAR_REFRESH, Bars, Size, cut_name, layout
 from downloader.progress import (
-    BAR_REFRESH,
     NullReporter,
     ResultWriter,
     StderrReporter,
-    _Bars,
     combine,
     failure_line,
 )
@@ -82,75 +83,129 @@ def test_verbose_messages() -> None:
     assert err.getvalue() == "pdl: retry 1/5 in 1.0 s\n"
 
 
-class FakeBar:
-    instances: ClassVar[list[FakeBar]] = []
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.kwargs = kwargs
-        self.updates: list[int] = []
-        FakeBar.instances.append(self)
-
-    def update(self, n: int) -> None:
-        self.updates.append(n)
-
-    def reset(self, total: int | None = None) -> None:
-        pass
-
-    def set_description_str(self, text: str, refresh: bool = True) -> None:
-        pass
-
-    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
-        self.postfix = text
-
-    def close(self) -> None:
-        pass
-
-    @staticmethod
-    def write(line: str, file: Any = None) -> None:
-        file.write(line + "\n")
+def _screen(text: str, columns: int = 80, lines: int = 24) -> list[str]:
+    """What ``text`` looks like on a terminal (a VT100 model; ``\n`` as a tty sends it)."""
+    screen = pyte.Screen(columns, lines)
+    pyte.Stream(screen).feed(text.replace("\n", "\r\n"))
+    return [row.rstrip() for row in screen.display]
 
 
-def test_bar_updates_are_batched_per_refresh_interval() -> None:
-    FakeBar.instances = []
-    now = [100.0]
-    bars = _Bars(io.StringIO(), clock=lambda: now[0], factory=FakeBar)
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _bars(columns: int = 80, lines: int = 24) -> tuple[io.StringIO, Bars, Clock]:
+    out, clock = io.StringIO(), Clock()
+    bars = Bars(out, clock=clock, size=lambda: Size(columns, lines), painter=False)
+    return out, bars, clock
+
+
+def test_workers_never_paint_and_paints_are_an_interval_apart() -> None:
+    out, bars, clock = _bars()
     bars.start(2)
-    slot = bars.slot(0)
+    assert bars.paints == 1  # the empty total bar at once
+    slot = bars.busy(0)
     slot.begin("a.iso", 10_000, 0)
     for _ in range(1000):
         slot.update(10)
-    worker_bar = FakeBar.instances[1]
-    assert len(worker_bar.updates) == 1  # the first chunk; the rest waits for the interval
-    now[0] += BAR_REFRESH
-    slot.update(10)
-    assert sum(worker_bar.updates) == 1001 * 10
-    slot.idle()
-    total_bar = FakeBar.instances[0]
-    assert sum(total_bar.updates) == 1001 * 10
+    assert bars.paints == 1
+    bars.paint()  # the painter's call: too soon after the last
+    assert bars.paints == 1
+    clock.now += BAR_REFRESH
+    bars.paint()
+    assert bars.paints == 2
+    assert "a.iso" in _screen(out.getvalue())[1] and "9.79KiB/9.77KiB" not in out.getvalue()
 
 
-def test_never_more_bars_than_the_terminal_has_rows(monkeypatch: Any) -> None:
-    FakeBar.instances = []
-    monkeypatch.setenv("LINES", "10")
-    monkeypatch.setenv("COLUMNS", "80")
-    bars = _Bars(io.StringIO(), factory=FakeBar)
-    bars.start(64)
+@pytest.mark.parametrize(
+    ("jobs", "lines", "rows", "more"),
+    [
+        (8, 24, 8, False),
+        (20, 24, 20, False),
+        (21, 24, 19, True),
+        (64, 24, 19, True),
+        (1, 3, 0, False),
+        (4, 5, 0, True),
+    ],
+)
+def test_layout_leaves_room(jobs: int, lines: int, rows: int, more: bool) -> None:
+    assert layout(jobs, lines) == (rows, more)
+    assert 1 + rows + more <= max(1, lines - 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "width", "shown"),
+    [
+        ("a.iso", 8, "a.iso   "),
+        ("a-very-long-name-of-a-file.tar.gz", 20, "a-very-long-n…tar.gz"),
+        ("ファイル名がとても長いです.bin", 12, "ファイ….bin "),
+        ("bell\x07.txt", 12, "bell?.txt   "),
+    ],
+)
+def test_cut_name_keeps_the_end_and_fits(name: str, width: int, shown: str) -> None:
+    assert cut_name(name, width) == shown
+
+
+def test_rows_are_reused_and_the_rest_is_summarised() -> None:
+    out, bars, clock = _bars(lines=10)
+    bars.start(64)  # 10 lines: the total, 5 rows and "+N more"
     for slot in range(64):
-        bars.slot(slot).begin(f"f{slot}", 10, 0)
-    assert len(FakeBar.instances) == 1 + (10 - 4)  # total + workers that fit
-    hidden = bars.slot(63)
-    hidden.update(5)
-    hidden.idle()
-    assert sum(FakeBar.instances[0].updates) == 5  # bytes still count in the total
+        bars.busy(slot).begin(f"f{slot}.bin", 100, 0)
+    clock.now += BAR_REFRESH
+    bars.paint()
+    screen = _screen(out.getvalue(), lines=10)
+    assert [row.split()[0] for row in screen[1:6]] == [f"f{n}.bin" for n in range(5)]
+    assert screen[6] == "  +59 more" and not any(screen[7:])
+    bars.idle(2)  # its row goes to a slot that had none
+    clock.now += BAR_REFRESH
+    bars.paint()
+    screen = _screen(out.getvalue(), lines=10)
+    assert screen[3].split()[0] == "f5.bin" and screen[6] == "  +58 more"
 
 
-def test_bars_print_messages_through_tqdm() -> None:
-    err = io.StringIO()
-    reporter = StderrReporter(err, verbose=True, bars=True, bar_factory=FakeBar)
-    reporter.run_started(1)
-    reporter.message("retry")
+def test_lines_fit_a_narrow_terminal() -> None:
+    out, bars, clock = _bars(columns=40)
+    bars.start(3)
+    bars.set_total(3)
+    for slot in range(3):
+        bars.busy(slot).begin("x" * 100 + f"{slot}.bin", 1 << 30, 0)
+        bars.slot(slot).update(12345)
+    clock.now += BAR_REFRESH
+    bars.paint()
+    screen = _screen(out.getvalue(), columns=40)
+    assert all(len(row) < 40 for row in screen)
+    assert screen[0].startswith("total") and all(r.endswith("/s") for r in screen[1:4])
+    assert "KiB/1.00GiB" in screen[1]
+
+
+def test_bytes_of_hidden_slots_count_in_the_total() -> None:
+    out, bars, clock = _bars(lines=5)
+    bars.start(4)  # no room for any row
+    bars.busy(3).begin("hidden.bin", 2048, 0)
+    bars.slot(3).update(2048)
+    bars.idle(3)
+    clock.now += BAR_REFRESH
+    bars.paint()
+    assert "2.00KiB" in _screen(out.getvalue(), lines=5)[0]
+
+
+def test_messages_go_above_the_bars_whole() -> None:
+    out, bars, _ = _bars()
+    reporter = StderrReporter(out, verbose=True, bars=bars)
+    reporter.run_started(2)
+    reporter.transfer_started(0).begin("a.iso", 100, 0)
+    reporter.message("retry 1/5 in 1.0 s: HTTP 503")
     reporter.result(FAIL, Counts(failed=1))
-    assert "pdl: retry" in err.getvalue() and "HTTP 404" in err.getvalue()
+    reporter.run_finished(None)  # type: ignore[arg-type]
+    screen = _screen(out.getvalue())
+    assert screen[0] == "pdl: retry 1/5 in 1.0 s: HTTP 503"
+    assert screen[1] == failure_line(FAIL)
+    assert screen[2].startswith("total 1 files, 1 failed")
+    assert not any(screen[3:])  # the worker row is gone, the cursor below the total
 
 
 def test_combine_forwards_to_every_reporter() -> None:
@@ -159,3 +214,12 @@ def test_combine_forwards_to_every_reporter() -> None:
     both.result(OK, COUNTS)
     both.message("m")
     assert a.results == b.results == [OK] and a.messages == b.messages == ["m"]
+
+
+def test_a_slot_waiting_for_its_answer_says_so() -> None:
+    out, bars, clock = _bars()
+    bars.start(2)
+    bars.busy(0)
+    clock.now += BAR_REFRESH
+    bars.paint()
+    assert _screen(out.getvalue())[1].split() == ["~", "starting"]  # StringIO: no encoding, ASCII

@@ -10,6 +10,7 @@ import pytest
 
 from downloader.naming import RelPath
 from downloader.results import (
+    Counts,
     HashSet64,
     Report,
     Result,
@@ -342,6 +343,27 @@ def test_summary_of_a_clean_run_lists_no_failures() -> None:
     text = "\n".join(summary_lines(report))
     assert re.search(r"\b0 failed\b", text)
     assert "example.org" not in text
+
+
+def test_summary_is_an_aligned_block() -> None:
+    report = Report(
+        results=(failed(url=SECRET_URL, error="HTTP 404 Not Found"),),
+        counts=Counts(ok=3, failed=1, bytes=3 * 1024 * 1024, retries=2, resumed_bytes=2048),
+        elapsed=2.0,
+    )
+    assert list(summary_lines(report, failed_file="my failed.txt")) == [
+        "pdl: done: 3 ok, 0 skipped, 1 failed",
+        "  received 3.0 MiB in 2.00 s (1.5 MiB/s average)",
+        "  retries  2",
+        "  resumed  2.0 KiB",
+        "  failed   https://***@example.org/private/a.iso (urls.txt:3): HTTP 404 Not Found",
+        "  re-run   pdl fetch 'my failed.txt'",
+    ]
+
+
+def test_summary_names_the_failed_file_only_when_something_failed() -> None:
+    text = "\n".join(summary_lines(_report(ok()), failed_file="failed.txt"))
+    assert "failed.txt" not in text
 
 
 def test_summary_says_when_interrupted() -> None:

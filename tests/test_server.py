@@ -672,6 +672,24 @@ def test_delay(server: FaultServer, session: requests.Session) -> None:
     assert time.monotonic() - t0 >= 0.2
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_rate_paces_the_body(server: FaultServer, session: requests.Session, chunked: bool) -> None:
+    body = bytes(range(256)) * 80  # 20 480 bytes at 100 000 B/s: at least 0.2 s
+    server.add("/paced", body, rate=100_000, chunked=chunked)
+    t0 = time.monotonic()
+    assert session.get(server.url("/paced")).content == body
+    assert time.monotonic() - t0 >= 0.2
+    assert server.bytes_sent("/paced") == len(body)
+
+
+def test_rate_is_kept_by_set_body(server: FaultServer, session: requests.Session) -> None:
+    server.add("/paced", b"a" * 10, rate=50)
+    server.set_body("/paced", b"b" * 10)
+    t0 = time.monotonic()
+    assert session.get(server.url("/paced")).content == b"b" * 10
+    assert time.monotonic() - t0 >= 0.16  # 10 bytes at 50 B/s in 2-byte writes: the last at 0.16 s
+
+
 # --------------------------------------------------------------------------------------------
 # recording and accounting
 # --------------------------------------------------------------------------------------------
