@@ -104,16 +104,17 @@ class Folder:
 
     # -- the lock on a partial ------------------------------------------------
 
-    def lock_part(self, name: str) -> None:
+    def lock_part(self, name: str) -> int:
         """Hold an exclusive ``flock`` on ``name.part`` (created empty if missing) until close.
 
         Another process holding it makes this fail at once (no waiting). The lock
         is on the file the name refers to *now*: if the name moved to another file
         between the open and the lock (that process just finished), the open is
         tried again. A link or a FIFO planted at the name is removed, never opened.
+        Returns the size of the partial, a regular file from here on.
         """
         if name in self._locked:
-            return
+            return os.fstat(self._locked[name]).st_size
         part = name + PART_SUFFIX
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         for _ in range(8):
@@ -137,20 +138,24 @@ class Folder:
                         f"{self._show(part)}: being downloaded by another process"
                     ) from None
                 raise local_error(exc, self._show(part)) from None
-            if self._is_at(part, fd):
+            if (here := self._at(part, fd)) is not None:
                 self._locked[name] = fd
-                return
+                return here.st_size
             os.close(fd)
         raise LocalFileError(f"{self._show(part)}: keeps changing; another process is at work")
 
-    def _is_at(self, part: str, fd: int) -> bool:
-        """True when ``part`` names the file open at ``fd``."""
+    def _at(self, part: str, fd: int) -> os.stat_result | None:
+        """The status of the file open at ``fd`` if ``part`` names it, else None."""
         try:
             here = os.stat(part, dir_fd=self.fd, follow_symlinks=False)
         except OSError:
-            return False
+            return None
         st = os.fstat(fd)
-        return (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino)
+        return st if (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino) else None
+
+    def _is_at(self, part: str, fd: int) -> bool:
+        """True when ``part`` names the file open at ``fd``."""
+        return self._at(part, fd) is not None
 
     def _release(self, name: str, fd: int) -> None:
         """Drop the lock; an empty partial still ours is removed first (nothing to resume)."""
@@ -210,10 +215,11 @@ class Folder:
         """
         part = name + PART_SUFFIX
         locked = self._locked.get(name)
-        if locked is not None and self._is_at(part, locked):
+        if locked is not None and (here := self._at(part, locked)) is not None:
             fd = os.dup(locked)
             try:
-                os.ftruncate(fd, keep)
+                if here.st_size != keep:
+                    os.ftruncate(fd, keep)
                 os.lseek(fd, keep, os.SEEK_SET)
             except OSError as exc:
                 os.close(fd)
@@ -246,6 +252,9 @@ class Folder:
             return
         except OSError as exc:
             raise local_error(exc, self._show(name)) from None
+
+    def drop_record(self, name: str) -> None:
+        self.remove(record_name(name))
 
     def discard_partial(self, name: str) -> None:
         """Drop the partial and its record; a locked partial is emptied, keeping the lock."""

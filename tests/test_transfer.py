@@ -12,11 +12,12 @@ import pytest
 
 from downloader import Report, Status, fetch
 from downloader.storage import ResumeRecord, open_folder, record_name
-from downloader.transfer import CHUNK_SIZE
 from downloader.wire import parse_content_range
 from tests.conftest import RecordingReporter
 from tests.server import Fault, FaultServer
 
+UNIT = 256 * 1024
+"""Fault offsets are multiples of this; BIG is 8 of them."""
 BIG = bytes(range(256)) * 4096 * 2  # 2 MiB: large enough to keep a resume record
 
 
@@ -55,14 +56,14 @@ def test_saves_encoded_bytes_as_served(server: FaultServer, dest: Path) -> None:
 
 
 def test_truncated_body_resumes_with_range_and_if_range(server: FaultServer, dest: Path) -> None:
-    server.add("/a.bin", BIG, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    server.add("/a.bin", BIG, faults=[Fault.truncate(UNIT * 3)])
     result = only(run([server.url("/a.bin")], dest))
     assert result.status is Status.OK
     assert (dest / "a.bin").read_bytes() == BIG
     first, second = server.requests_for("/a.bin")
     assert "range" not in first.headers
     kept = int(second.headers["range"].removeprefix("bytes=").rstrip("-"))
-    assert 0 < kept <= CHUNK_SIZE * 3
+    assert 0 < kept <= UNIT * 3
     assert second.headers["if-range"] == server_etag(first, server)
     assert result.resumed_from == kept and result.attempts == 2
     assert sorted(os.listdir(dest)) == ["a.bin"]
@@ -75,7 +76,7 @@ def server_etag(_request: Any, server: FaultServer) -> str:
 
 
 def test_reset_mid_body_is_retried_and_resumed(server: FaultServer, dest: Path) -> None:
-    server.add("/a.bin", BIG, faults=[Fault.reset(CHUNK_SIZE * 2)])
+    server.add("/a.bin", BIG, faults=[Fault.reset(UNIT * 2)])
     result = only(run([server.url("/a.bin")], dest))
     assert result.status is Status.OK, result.error
     assert (dest / "a.bin").read_bytes() == BIG
@@ -83,7 +84,7 @@ def test_reset_mid_body_is_retried_and_resumed(server: FaultServer, dest: Path) 
 
 
 def test_stalled_body_times_out_and_resumes(server: FaultServer, dest: Path) -> None:
-    server.add("/a.bin", BIG, faults=[Fault.stall(CHUNK_SIZE * 2)])
+    server.add("/a.bin", BIG, faults=[Fault.stall(UNIT * 2)])
     result = only(run([server.url("/a.bin")], dest, timeout=0.5))
     assert result.status is Status.OK, result.error
     assert (dest / "a.bin").read_bytes() == BIG
@@ -91,7 +92,7 @@ def test_stalled_body_times_out_and_resumes(server: FaultServer, dest: Path) -> 
 
 
 def test_ignored_range_restarts_from_zero(server: FaultServer, dest: Path) -> None:
-    server.add("/a.bin", BIG, faults=[Fault.truncate(CHUNK_SIZE * 2), Fault.ignore_range()])
+    server.add("/a.bin", BIG, faults=[Fault.truncate(UNIT * 2), Fault.ignore_range()])
     result = only(run([server.url("/a.bin")], dest))
     assert result.status is Status.OK
     assert (dest / "a.bin").read_bytes() == BIG
@@ -99,9 +100,7 @@ def test_ignored_range_restarts_from_zero(server: FaultServer, dest: Path) -> No
 
 
 def test_wrong_content_range_discards_partial(server: FaultServer, dest: Path) -> None:
-    server.add(
-        "/a.bin", BIG, faults=[Fault.truncate(CHUNK_SIZE * 2), Fault.wrong_content_range(100)]
-    )
+    server.add("/a.bin", BIG, faults=[Fault.truncate(UNIT * 2), Fault.wrong_content_range(100)])
     result = only(run([server.url("/a.bin")], dest))
     assert result.status is Status.OK
     assert (dest / "a.bin").read_bytes() == BIG
@@ -110,7 +109,7 @@ def test_wrong_content_range_discards_partial(server: FaultServer, dest: Path) -
 
 
 def test_failed_run_keeps_part_and_next_run_resumes(server: FaultServer, dest: Path) -> None:
-    server.add("/a.bin", BIG, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    server.add("/a.bin", BIG, faults=[Fault.truncate(UNIT * 3)])
     first = only(run([server.url("/a.bin")], dest, retries=0))
     assert first.status is Status.FAILED
     assert not (dest / "a.bin").exists()
@@ -126,7 +125,7 @@ def test_failed_run_keeps_part_and_next_run_resumes(server: FaultServer, dest: P
 
 
 def test_changed_version_between_runs_starts_over(server: FaultServer, dest: Path) -> None:
-    server.add("/a.bin", BIG, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    server.add("/a.bin", BIG, faults=[Fault.truncate(UNIT * 3)])
     assert only(run([server.url("/a.bin")], dest, retries=0)).status is Status.FAILED
     new = BIG[::-1]
     server.set_body("/a.bin", new)
@@ -146,7 +145,7 @@ def test_partial_without_record_is_not_trusted(server: FaultServer, dest: Path) 
 
 
 def test_no_resume_starts_over(server: FaultServer, dest: Path) -> None:
-    server.add("/a.bin", BIG, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    server.add("/a.bin", BIG, faults=[Fault.truncate(UNIT * 3)])
     assert only(run([server.url("/a.bin")], dest, retries=0)).status is Status.FAILED
     result = only(run([server.url("/a.bin")], dest, resume=False))
     assert result.status is Status.OK and result.resumed_from == 0
@@ -228,7 +227,7 @@ def test_checksum_match_and_mismatch(server: FaultServer, dest: Path) -> None:
 
 
 def test_checksum_verified_over_resumed_bytes(server: FaultServer, dest: Path) -> None:
-    server.add("/a.bin", BIG, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    server.add("/a.bin", BIG, faults=[Fault.truncate(UNIT * 3)])
     line = f"{server.url('/a.bin')} checksum=sha-512={hashlib.sha512(BIG).hexdigest()}"
     result = only(run([line], dest))
     assert result.status is Status.OK and result.resumed_from > 0
@@ -325,7 +324,7 @@ def test_content_disposition_names_collide_in_one_run(server: FaultServer, dest:
 
 def test_content_disposition_resumes_its_partial(server: FaultServer, dest: Path) -> None:
     cd = {"Content-Disposition": "attachment; filename=named.bin"}
-    server.add("/dl", BIG, headers=cd, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    server.add("/dl", BIG, headers=cd, faults=[Fault.truncate(UNIT * 3)])
     assert only(run([server.url("/dl")], dest, content_disposition=True, retries=0)).status is (
         Status.FAILED
     )
@@ -372,7 +371,7 @@ def test_small_file_leaves_no_record_when_it_completes(server: FaultServer, dest
 
 
 def test_changed_version_behind_a_206_is_not_mixed_in(server: FaultServer, dest: Path) -> None:
-    server.add("/a.bin", BIG, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    server.add("/a.bin", BIG, faults=[Fault.truncate(UNIT * 3)])
     assert only(run([server.url("/a.bin")], dest, retries=0)).status is Status.FAILED
     new = BIG[::-1]
     server.set_body("/a.bin", new)
@@ -402,7 +401,7 @@ def test_last_modified_validates_resume_without_etag(server: FaultServer, dest: 
 
 def test_longest_names_resume_too(server: FaultServer, dest: Path) -> None:
     name = "n" * 246 + ".bin"  # 250 bytes: NAME.part fits 255, NAME.part.pdl does not
-    server.add(f"/{name}", BIG, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    server.add(f"/{name}", BIG, faults=[Fault.truncate(UNIT * 3)])
     assert only(run([server.url(f"/{name}")], dest, retries=0)).status is Status.FAILED
     assert len(os.listdir(dest)) == 2  # the partial and its (hashed) record
     result = only(run([server.url(f"/{name}")], dest))
@@ -423,14 +422,14 @@ def test_at_most_ten_redirects(server: FaultServer, dest: Path, hops: int, ok: b
 def test_no_validator_resumes_within_the_run_but_not_across_runs(
     server: FaultServer, dest: Path
 ) -> None:
-    server.add("/n.bin", BIG, etag=None, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    server.add("/n.bin", BIG, etag=None, faults=[Fault.truncate(UNIT * 3)])
     result = only(run([server.url("/n.bin")], dest))
     assert result.status is Status.OK and result.resumed_from > 0
     retry = server.requests_for("/n.bin")[1]
     assert retry.headers["range"].startswith("bytes=") and "if-range" not in retry.headers
     assert (dest / "n.bin").read_bytes() == BIG
 
-    server.add_faults("/n.bin", Fault.truncate(CHUNK_SIZE * 3))
+    server.add_faults("/n.bin", Fault.truncate(UNIT * 3))
     assert only(run([server.url("/n.bin")], dest / "again", retries=0)).status is Status.FAILED
     later = only(run([server.url("/n.bin")], dest / "again"))
     assert later.status is Status.OK and later.resumed_from == 0  # cannot prove the version
@@ -438,7 +437,7 @@ def test_no_validator_resumes_within_the_run_but_not_across_runs(
 
 
 def test_no_validator_but_a_checksum_resumes_across_runs(server: FaultServer, dest: Path) -> None:
-    server.add("/n.bin", BIG, etag=None, faults=[Fault.truncate(CHUNK_SIZE * 3)])
+    server.add("/n.bin", BIG, etag=None, faults=[Fault.truncate(UNIT * 3)])
     line = f"{server.url('/n.bin')} checksum=sha-256={sha256(BIG)}"
     assert only(run([line], dest, retries=0)).status is Status.FAILED
     result = only(run([line], dest))
