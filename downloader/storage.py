@@ -93,6 +93,7 @@ class Folder:
         self.fd = fd
         self.display = display
         self._locked: dict[str, int] = {}  # name -> descriptor holding the flock on name.part
+        self._published: set[str] = set()  # names whose partial became the final file
 
     def close(self) -> None:
         try:
@@ -125,10 +126,6 @@ class Folder:
                     raise local_error(exc, self._show(part)) from None
                 self.remove(part)
                 continue
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO opens read-write at once
-                os.close(fd)
-                self.remove(part)
-                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -138,7 +135,12 @@ class Folder:
                         f"{self._show(part)}: being downloaded by another process"
                     ) from None
                 raise local_error(exc, self._show(part)) from None
-            if (here := self._at(part, fd)) is not None:
+            here = self._at(part, fd)
+            if here is not None and not stat.S_ISREG(here.st_mode):  # a FIFO opens read-write
+                os.close(fd)
+                self.remove(part)
+                continue
+            if here is not None:
                 self._locked[name] = fd
                 return here.st_size
             os.close(fd)
@@ -161,6 +163,8 @@ class Folder:
         """Drop the lock; an empty partial still ours is removed first (nothing to resume)."""
         try:
             part = name + PART_SUFFIX
+            if name in self._published:
+                return
             if os.fstat(fd).st_size == 0 and self._is_at(part, fd):
                 with contextlib.suppress(LocalFileError):
                     self.remove(part)
@@ -215,12 +219,12 @@ class Folder:
         """
         part = name + PART_SUFFIX
         locked = self._locked.get(name)
-        if locked is not None and (here := self._at(part, locked)) is not None:
+        if locked is not None:  # the lock keeps other pdl processes off this name
             fd = os.dup(locked)
             try:
-                if here.st_size != keep:
-                    os.ftruncate(fd, keep)
-                os.lseek(fd, keep, os.SEEK_SET)
+                os.ftruncate(fd, keep)
+                if keep:
+                    os.lseek(fd, keep, os.SEEK_SET)
             except OSError as exc:
                 os.close(fd)
                 raise local_error(exc, self._show(part)) from None
@@ -315,6 +319,7 @@ class Folder:
             os.replace(name + PART_SUFFIX, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except OSError as exc:
             raise local_error(exc, self._show(name)) from None
+        self._published.add(name)
         if has_record:
             self.remove(record_name(name))
 
