@@ -3,13 +3,16 @@
     python benchmarks/quick.py latency [--files 500] [--size 65536] [--delay 0.02] [--jobs 1,8]
     python benchmarks/quick.py dry-run [--lines 1000000]
     python benchmarks/quick.py bars [--files 2000] [--size 4096] [--jobs 8] [--repeat 5]
+    python benchmarks/quick.py rate [--rate 4M] [--seconds 10] [--jobs 4]
 
 ``latency`` serves N files from the project's threaded test server, each answered
 after a delay, and times ``pdl fetch`` at each ``-j`` (wall, CPU, peak RSS of the
 pdl process, median of --repeat runs), checking every file. ``dry-run`` times
 ``pdl fetch --dry-run`` over a generated list and reports its peak RSS. ``bars``
 times many small files with ``--progress`` and ``--no-progress``, stderr on a pty
-that is read as a terminal would (runs interleaved, medians compared).
+that is read as a terminal would (runs interleaved, medians compared). ``rate``
+downloads ``--seconds`` worth of ``--rate`` over ``--jobs`` workers with
+``--limit-rate`` and reports the rate achieved (start-up excluded).
 """
 
 from __future__ import annotations
@@ -85,6 +88,48 @@ def latency(args: argparse.Namespace) -> None:
                 f"{jobs:>5} {wall:>8.2f} {statistics.median(cpus):>7.2f} "
                 f"{args.files / wall:>8.0f} {base / wall:>8.1f}x"
             )
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def rate(args: argparse.Namespace) -> None:
+    """``--limit-rate`` accuracy: the bytes of N seconds at RATE should take N seconds."""
+    sys.path.insert(0, str(ROOT))
+    from downloader.options import parse_rate
+
+    limit = parse_rate(args.rate)
+    files = max(args.jobs * 2, 8)
+    size = int(limit * args.seconds / files)
+    body = hashlib.sha256(b"rate").digest() * (size // 32)
+    work = Path(tempfile.mkdtemp(prefix="pdl-bench-", dir=args.tmp))
+    server = FaultServer()
+    try:
+        for i in range(files):
+            server.add(f"/r{i}.bin", body)
+        listing = work / "urls.txt"
+        listing.write_text("".join(server.url(f"/r{i}.bin") + "\n" for i in range(files)))
+        start_up, _cpu, _rss = run_pdl(["--version"])
+        wall, _cpu, _rss = run_pdl(
+            [
+                "fetch",
+                str(listing),
+                "-j",
+                str(args.jobs),
+                "--limit-rate",
+                args.rate,
+                "-q",
+                "-d",
+                str(work / "out"),
+            ]
+        )
+        moved = files * len(body)
+        achieved = moved / (wall - start_up)
+        print(
+            f"--limit-rate {args.rate} ({limit} B/s), {files} files over -j {args.jobs}: "
+            f"{moved / 2**20:.1f} MiB in {wall:.2f} s ({start_up:.2f} s of it start-up); "
+            f"achieved {achieved / 2**20:.2f} MiB/s, {100 * (achieved / limit - 1):+.1f}%"
+        )
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -231,8 +276,12 @@ def main() -> None:
     bar.add_argument("--size", type=int, default=4096)
     bar.add_argument("--jobs", type=int, default=8)
     bar.add_argument("--repeat", type=int, default=5)
+    lim = sub.add_parser("rate")
+    lim.add_argument("--rate", default="4M")
+    lim.add_argument("--seconds", type=float, default=10.0)
+    lim.add_argument("--jobs", type=int, default=4)
     args = parser.parse_args()
-    {"latency": latency, "dry-run": dry_run, "bars": bars}[args.what](args)
+    {"latency": latency, "dry-run": dry_run, "bars": bars, "rate": rate}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,15 @@ def test_dry_run_smoke(tmp_path: Path) -> None:
     assert "--dry-run over 200 lines" in done.stdout and "peak RSS" in done.stdout
 
 
+def test_rate_smoke(tmp_path: Path) -> None:
+    args = ["--tmp", str(tmp_path), "rate", "--rate", "2M", "--seconds", "0.5", "--jobs", "2"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--limit-rate 2M" in done.stdout and "achieved" in done.stdout
+
+
 COMPARE = SCRIPT.parent / "compare.py"
 
 
