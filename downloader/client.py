@@ -127,7 +127,9 @@ class Client:
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self._headers = dict(config.headers)
+        self._headers = urllib3.HTTPHeaderDict()
+        for name, value in config.headers:  # a later header replaces an earlier of its name
+            self._headers[name] = value
         self._timeout = urllib3.Timeout(connect=config.timeout, read=config.timeout)
         self._tls: dict[str, Any] = {}
         if config.verify is False:
@@ -158,8 +160,10 @@ class Client:
         Location included.
         """
         target, credentials = _split_credentials(url)
-        sent = {**self._headers, **headers}
-        if credentials is not None and "authorization" not in {k.lower() for k in sent}:
+        sent = urllib3.HTTPHeaderDict(self._headers)
+        for name, value in headers.items():
+            sent[name] = value  # replaces a header of any spelling
+        if credentials is not None and "Authorization" not in sent:
             sent.update(urllib3.make_headers(basic_auth=credentials))
         for _ in range(MAX_REDIRECTS + 1):
             with translated(lambda: "while connecting"):
@@ -181,7 +185,9 @@ class Client:
         raise TransferError(f"too many redirects (more than {MAX_REDIRECTS})", retryable=False)
 
     @staticmethod
-    def _redirected(old: str, location: str, sent: dict[str, str]) -> tuple[str, dict[str, str]]:
+    def _redirected(
+        old: str, location: str, sent: urllib3.HTTPHeaderDict
+    ) -> tuple[str, urllib3.HTTPHeaderDict]:
         try:
             new, credentials = _split_credentials(urljoin(old, location))
             scheme, port = urlsplit(new).scheme, urlsplit(new).port
@@ -190,10 +196,10 @@ class Client:
         if scheme not in ("http", "https") or port == 0:
             shown = location if "@" not in location else f"{scheme}://***"
             raise TransferError(f"redirect to a URL pdl cannot fetch: {shown}", retryable=False)
-        if not keeps_credentials(old, new):
-            sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+        sent = urllib3.HTTPHeaderDict(sent)
+        if not keeps_credentials(old, new) or credentials is not None:
+            sent.discard("Authorization")
         if credentials is not None:
-            sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
             sent.update(urllib3.make_headers(basic_auth=credentials))
         return new, sent
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from .cancel import CancelToken
-from .client import Client, ClientConfig, Response
-from .errors import Cancelled, RangeMismatch, ShortBody, TransferError
+from .client import Client, ClientConfig, Response, finish
+from .errors import Cancelled, HTTPStatusError, RangeMismatch, ShortBody, TransferError
 from .progress import TransferProgress
 from .ratelimit import HostGate, TokenBucket, host_of
+from .retry import RETRY_AFTER_CAP, parse_retry_after
 from .storage import Folder, ResumeRecord, local_error
 from .wire import parse_content_range, translated, validator_of
 
@@ -240,18 +241,32 @@ class SplitRun:
         headers = {"Range": f"bytes={at}-{end - 1}"}
         if record.validator:
             headers["If-Range"] = record.validator
+        host, gate, cancel = host_of(self.job.url), self.job.gate, self.job.cancel
+        while (held := gate.delay(host)) > 0:  # a Retry-After holds every request to the host
+            if cancel.wait(held):
+                raise Cancelled("interrupted")
         resp = client.get(self.job.url, headers)
         try:
-            cr = parse_content_range(resp.headers.get("Content-Range"))
-            if resp.status != 206 or cr is None or cr.start != at or cr.total != record.length:
-                raise RangeMismatch(
-                    f"cannot continue a segment of {self.job.name}: HTTP {resp.status}, "
-                    f"Content-Range {resp.headers.get('Content-Range')!r}"
-                )
+            self._check(resp, at)
             self._copy(i, resp)
         finally:
-            resp.close()
-            resp.release_conn()
+            finish(resp, drain=resp.status != 206)
+
+    def _check(self, resp: Response, at: int) -> None:
+        """A 206 that continues the segment; a 200 or a wrong range means another version."""
+        if resp.status in (200, 206, 416):
+            cr = parse_content_range(resp.headers.get("Content-Range"))
+            if resp.status == 206 and cr and cr.start == at and cr.total == self.record.length:
+                return
+            raise RangeMismatch(
+                f"cannot continue a segment of {self.job.name}: HTTP {resp.status}, "
+                f"Content-Range {resp.headers.get('Content-Range')!r}"
+            )
+        # Any other status says nothing about the file: the finished segments stay.
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        if retry_after is not None:
+            self.job.gate.hold(host_of(self.job.url), min(retry_after, RETRY_AFTER_CAP))
+        raise HTTPStatusError(resp.status, resp.reason or "", retry_after)
 
     def _copy(self, i: int, resp: Response) -> None:
         """Write segment ``i``'s bytes from ``resp`` at their offset, up to the segment's end."""

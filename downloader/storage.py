@@ -223,8 +223,7 @@ class Folder:
             fd = os.dup(locked)
             try:
                 os.ftruncate(fd, keep)
-                if keep:
-                    os.lseek(fd, keep, os.SEEK_SET)
+                os.lseek(fd, keep, os.SEEK_SET)  # the position is shared with the lock's
             except OSError as exc:
                 os.close(fd)
                 raise local_error(exc, self._show(part)) from None

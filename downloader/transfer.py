@@ -340,6 +340,10 @@ class _Download:
             self.resumed_from = sum(d for *_, d in record.segments)
             ctx.notify(f"resuming {name} from {self.resumed_from} of {record.length} bytes (split)")
         self.began_partial = self.began_partial or first is not None
+        if record is not None and record.segments is not None:
+            ctx.progress.begin(name, record.length, sum(d for *_, d in record.segments))
+        elif first is not None:
+            ctx.progress.begin(name, int(first.headers["Content-Length"]), 0)
         outcome = fetch_segments(job, folder, ctx.progress, record, first, keep)
         self.received += outcome.received
         if outcome.error is not None:

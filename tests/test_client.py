@@ -82,3 +82,13 @@ def test_close_leaves_no_connection_open(server: FaultServer) -> None:
     wait_until(lambda: server.active_connections() == 1, timeout=5)
     client.close()
     wait_until(lambda: server.active_connections() == 0, timeout=5)
+
+
+def test_a_header_given_in_any_case_replaces_the_default(server: FaultServer, dest: Path) -> None:
+    server.add("/a", b"a")
+    fetch([server.url("/a")], dest=dest, headers=["user-agent: mine", "ACCEPT: text/plain"])
+    (req,) = server.requests
+    names = [name.lower() for name, _ in req.raw_headers]
+    assert names.count("user-agent") == 1 and names.count("accept") == 1
+    assert req.headers["user-agent"] == "mine" and req.headers["accept"] == "text/plain"
+    assert req.headers["accept-encoding"] == "identity"

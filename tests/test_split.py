@@ -160,3 +160,67 @@ def test_a_damaged_segment_record_is_not_trusted(server: FaultServer, dest: Path
     report = fetch([server.url("/big.bin")], dest=dest, split=3, split_min_size="1M")
     assert report.counts.ok == 1 and (dest / "big.bin").read_bytes() == BODY
     assert "range" not in server.requests_for("/big.bin")[0].headers  # started over
+
+
+def test_an_error_status_on_a_segment_keeps_the_other_segments(
+    server: FaultServer, dest: Path
+) -> None:
+    """A 503 with Retry-After on one segment: the host is held, finished segments stay."""
+    server.add("/big.bin", BODY)
+    served = itertools.count()
+
+    def second_request_refused(path: str) -> Fault | None:
+        return Fault.status(503, retry_after="1") if next(served) == 1 else None
+
+    server.set_fault_policy(second_request_refused)
+    report = fetch([server.url("/big.bin")], dest=dest, split=3, split_min_size="1M")
+    (result,) = report.results
+    assert result.status is Status.OK and result.attempts == 2
+    assert (dest / "big.bin").read_bytes() == BODY
+    seen = server.requests_for("/big.bin")
+    assert len(seen) == 4  # the first GET, two segments, and the refused segment again
+    refused = next(r for r in seen if r.fault == "status")
+    (again,) = [
+        r for r in seen if r.at > refused.at and r.headers.get("range") == refused.headers["range"]
+    ]
+    assert again.at - refused.at >= 0.9  # only after the Retry-After: nothing else fetched
+
+
+def test_a_missing_file_on_a_segment_fails_without_losing_the_partial(
+    server: FaultServer, dest: Path
+) -> None:
+    server.add("/big.bin", BODY)
+    served = itertools.count()
+    server.set_fault_policy(lambda path: Fault.status(404) if next(served) == 1 else None)
+    report = fetch([server.url("/big.bin")], dest=dest, split=3, split_min_size="1M")
+    (result,) = report.results
+    assert result.status is Status.FAILED and "404" in (result.error or "")
+    assert result.attempts == 1  # a 404 is not worth a retry
+    assert not (dest / "big.bin").exists()
+    done = sum(d for *_, d in _record(dest, "big.bin")["segments"])  # type: ignore[union-attr]
+    assert done == 4 * MIB  # the two other segments are kept for a later run
+
+
+class _Begins:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int | None, int]] = []
+
+    def begin(self, name: str, total: int | None, initial: int) -> None:
+        self.calls.append((name, total, initial))
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def test_a_split_download_names_its_bar(server: FaultServer, dest: Path) -> None:
+    from tests.conftest import RecordingReporter
+
+    progress = _Begins()
+
+    class Reporter(RecordingReporter):
+        def transfer_started(self, slot: int) -> _Begins:  # type: ignore[override]
+            return progress
+
+    server.add("/big.bin", BODY)
+    fetch([server.url("/big.bin")], dest=dest, split=3, split_min_size="1M", reporter=Reporter())
+    assert progress.calls == [("big.bin", len(BODY), 0)]
