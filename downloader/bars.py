@@ -189,7 +189,9 @@ class Bars:
         self._entries = entries
 
     def set_done(self, done: int, failed: int) -> None:
-        self._done, self._failed = done, failed
+        """Counts as of one result; workers report out of order, so they only go up."""
+        with self._lock:
+            self._done, self._failed = max(self._done, done), max(self._failed, failed)
 
     def slot(self, slot: int) -> SlotBar:
         bar = self._slots.get(slot)

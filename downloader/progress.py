@@ -245,6 +245,7 @@ class StderrReporter(NullReporter):
 
     def run_finished(self, report: Report) -> None:
         if self.bars is not None:
+            self.bars.set_done(report.counts.done, report.counts.failed)  # the final word
             self.bars.close()
 
 

@@ -16,7 +16,7 @@ from downloader.progress import (
     combine,
     failure_line,
 )
-from downloader.results import Counts, Result, Status
+from downloader.results import Counts, Report, Result, Status
 from tests.conftest import RecordingReporter
 
 OK = Result(url="https://h/a.iso", source="l.txt:1", status=Status.OK, path="d/a.iso", bytes=3)
@@ -200,7 +200,7 @@ def test_messages_go_above_the_bars_whole() -> None:
     reporter.transfer_started(0).begin("a.iso", 100, 0)
     reporter.message("retry 1/5 in 1.0 s: HTTP 503")
     reporter.result(FAIL, Counts(failed=1))
-    reporter.run_finished(None)  # type: ignore[arg-type]
+    reporter.run_finished(Report(results=(FAIL,), counts=Counts(failed=1), elapsed=1.0))
     screen = _screen(out.getvalue())
     assert screen[0] == "pdl: retry 1/5 in 1.0 s: HTTP 503"
     assert screen[1] == failure_line(FAIL)
@@ -223,3 +223,15 @@ def test_a_slot_waiting_for_its_answer_says_so() -> None:
     clock.now += BAR_REFRESH
     bars.paint()
     assert _screen(out.getvalue())[1].split() == ["~", "starting"]  # StringIO: no encoding, ASCII
+
+
+def test_done_counts_only_go_up_when_workers_report_out_of_order() -> None:
+    """Workers hand in their Counts snapshots in any order; the bar never goes back."""
+    out, bars, _clock = _bars()
+    bars.start(4)
+    bars.set_total(100)
+    bars.set_done(100, 1)
+    bars.set_done(53, 0)  # a worker that recorded earlier reports last
+    bars.close()
+    final = out.getvalue().rsplit("\r", 2)[-2]
+    assert "100/100 files, 1 failed" in final
