@@ -53,16 +53,35 @@ def run_pdl(args: list[str]) -> tuple[float, float, int]:
     return done.wall, done.cpu, done.rss_kib
 
 
-def latency(args: argparse.Namespace) -> None:
-    body = hashlib.sha256(b"pdl").digest() * (args.size // 32)
-    work = Path(tempfile.mkdtemp(prefix="pdl-bench-", dir=args.tmp))
+@contextlib.contextmanager
+def served(
+    tmp: str | None, names: list[str], body: bytes, delay: float = 0.0
+) -> Iterator[tuple[Path, Path]]:
+    """Serve ``body`` under each name from the test server; yields (work folder, URL list)."""
+    work = Path(tempfile.mkdtemp(prefix="pdl-bench-", dir=tmp))
     server = FaultServer()
     try:
-        names = [f"f{i:05d}.bin" for i in range(args.files)]
         for name in names:
-            server.add(f"/{name}", body, delay=args.delay)
+            server.add(f"/{name}", body, delay=delay)
         listing = work / "urls.txt"
         listing.write_text("".join(server.url(f"/{n}") + "\n" for n in names))
+        yield work, listing
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def check(out: Path, names: list[str], body: bytes) -> None:
+    """Every file downloaded, byte for byte, or the measurement does not count."""
+    bad = [n for n in names if not (out / n).is_file() or (out / n).read_bytes() != body]
+    if bad:
+        raise SystemExit(f"{len(bad)} files missing or wrong in {out}, e.g. {bad[0]}")
+
+
+def latency(args: argparse.Namespace) -> None:
+    body = hashlib.sha256(b"pdl").digest() * (args.size // 32)
+    names = [f"f{i:05d}.bin" for i in range(args.files)]
+    with served(args.tmp, names, body, args.delay) as (work, listing):
         print(
             f"{args.files} files x {args.size} B, {args.delay * 1000:.0f} ms delay each, "
             f"downloads in {work}, median of {args.repeat}"
@@ -77,9 +96,7 @@ def latency(args: argparse.Namespace) -> None:
                 wall, cpu, _rss = run_pdl(
                     ["fetch", str(listing), "-j", str(jobs), "-d", str(out), "-q"]
                 )
-                bad = [n for n in names if (out / n).read_bytes() != body]
-                if bad:
-                    raise SystemExit(f"{len(bad)} files wrong, e.g. {bad[0]}")
+                check(out, names, body)
                 walls.append(wall)
                 cpus.append(cpu)
             wall = statistics.median(walls)
@@ -88,41 +105,22 @@ def latency(args: argparse.Namespace) -> None:
                 f"{jobs:>5} {wall:>8.2f} {statistics.median(cpus):>7.2f} "
                 f"{args.files / wall:>8.0f} {base / wall:>8.1f}x"
             )
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def rate(args: argparse.Namespace) -> None:
     """``--limit-rate`` accuracy: the bytes of N seconds at RATE should take N seconds."""
-    sys.path.insert(0, str(ROOT))
     from downloader.options import parse_rate
 
     limit = parse_rate(args.rate)
     files = max(args.jobs * 2, 8)
-    size = int(limit * args.seconds / files)
-    body = hashlib.sha256(b"rate").digest() * (size // 32)
-    work = Path(tempfile.mkdtemp(prefix="pdl-bench-", dir=args.tmp))
-    server = FaultServer()
-    try:
-        for i in range(files):
-            server.add(f"/r{i}.bin", body)
-        listing = work / "urls.txt"
-        listing.write_text("".join(server.url(f"/r{i}.bin") + "\n" for i in range(files)))
+    body = hashlib.sha256(b"rate").digest() * (int(limit * args.seconds / files) // 32)
+    names = [f"r{i}.bin" for i in range(files)]
+    with served(args.tmp, names, body) as (work, listing):
         start_up, _cpu, _rss = run_pdl(["--version"])
-        wall, _cpu, _rss = run_pdl(
-            [
-                "fetch",
-                str(listing),
-                "-j",
-                str(args.jobs),
-                "--limit-rate",
-                args.rate,
-                "-q",
-                "-d",
-                str(work / "out"),
-            ]
-        )
+        out = work / "out"
+        run = ["fetch", str(listing), "-j", str(args.jobs), "--limit-rate", args.rate, "-q"]
+        wall, _cpu, _rss = run_pdl([*run, "-d", str(out)])
+        check(out, names, body)
         moved = files * len(body)
         achieved = moved / (wall - start_up)
         print(
@@ -130,9 +128,6 @@ def rate(args: argparse.Namespace) -> None:
             f"{moved / 2**20:.1f} MiB in {wall:.2f} s ({start_up:.2f} s of it start-up); "
             f"achieved {achieved / 2**20:.2f} MiB/s, {100 * (achieved / limit - 1):+.1f}%"
         )
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def dry_run(args: argparse.Namespace) -> None:
@@ -219,14 +214,8 @@ def bar_costs() -> None:
 
 def bars(args: argparse.Namespace) -> None:
     body = hashlib.sha256(b"pdl").digest() * max(1, args.size // 32)
-    work = Path(tempfile.mkdtemp(prefix="pdl-bench-", dir=args.tmp))
-    server = FaultServer()
-    try:
-        names = [f"f{i:05d}.bin" for i in range(args.files)]
-        for name in names:
-            server.add(f"/{name}", body)
-        listing = work / "urls.txt"
-        listing.write_text("".join(server.url(f"/{n}") + "\n" for n in names))
+    names = [f"f{i:05d}.bin" for i in range(args.files)]
+    with served(args.tmp, names, body) as (work, listing):
         walls: dict[str, list[float]] = {"--progress": [], "--no-progress": []}
         cpus: dict[str, list[float]] = {"--progress": [], "--no-progress": []}
         with drained_pty() as tty:
@@ -236,8 +225,7 @@ def bars(args: argparse.Namespace) -> None:
                     shutil.rmtree(out, ignore_errors=True)
                     run = ["fetch", str(listing), "-j", str(args.jobs), "-d", str(out), mode]
                     wall, cpu = run_on_tty(run, tty)
-                    if sum(1 for _ in out.iterdir()) != args.files:
-                        raise SystemExit(f"{mode}: files missing in {out}")
+                    check(out, names, body)
                     walls[mode].append(wall)
                     cpus[mode].append(cpu)
         print(
@@ -254,9 +242,6 @@ def bars(args: argparse.Namespace) -> None:
         cost = 1 - rate["--progress"] / rate["--no-progress"]
         print(f"bars cost {cost:+.1%} of throughput")
         bar_costs()
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:

@@ -45,6 +45,9 @@ Examples:
   cat urls.txt | pdl fetch --json | jq -r 'select(.status=="failed").url'
   pdl fetch https://example.org/a.iso https://example.org/b.iso
   PDL_JOBS=32 PDL_DIR=~/mirror pdl fetch urls.txt
+  pdl fetch urls.txt --limit-rate 2M --per-host 2
+  pdl fetch big-isos.txt -s 8 --split-min-size 64M
+  pdl fetch urls.txt --failed again.txt || pdl fetch again.txt
 """
 TUNE_EPILOG = """\b
 Examples:

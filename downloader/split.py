@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -50,12 +50,11 @@ def plan_segments(size: int, n: int) -> tuple[tuple[int, int], ...]:
     return tuple(pieces)
 
 
-def splittable(headers: dict[str, str] | object, length: int | None, min_size: int) -> bool:
+def splittable(headers: Mapping[str, str], length: int | None, min_size: int) -> bool:
     """A 200 that can be split: ranges offered, a known size of at least ``min_size``."""
-    get = getattr(headers, "get", None)
-    if get is None or length is None or length < max(min_size, 2 * MIN_SEGMENT):
+    if length is None or length < max(min_size, 2 * MIN_SEGMENT):
         return False
-    return "bytes" in str(get("Accept-Ranges", "")).lower()
+    return "bytes" in headers.get("Accept-Ranges", "").lower()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,6 +105,7 @@ def fetch_segments(
             record = ResumeRecord(ResumeRecord.url_hash(job.url), validator, total, segments)
             folder.write_record(job.name, record)
         assert record.segments is not None
+        progress.begin(job.name, record.length, sum(done for *_, done in record.segments))
         fd = folder.open_part(job.name, keep)
         run = SplitRun(job, fd, record, folder, progress)
         try:

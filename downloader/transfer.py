@@ -336,14 +336,10 @@ class _Download:
             spawn=ctx.spawn,
             chunk=limiter.chunk_size(CHUNK_SIZE) if limiter else CHUNK_SIZE,
         )
-        if first is None and record is not None and record.segments:
-            self.resumed_from = sum(d for *_, d in record.segments)
+        if record is not None and record.segments is not None:  # a split partial goes on
+            self.resumed_from = sum(done for *_, done in record.segments)
             ctx.notify(f"resuming {name} from {self.resumed_from} of {record.length} bytes (split)")
         self.began_partial = self.began_partial or first is not None
-        if record is not None and record.segments is not None:
-            ctx.progress.begin(name, record.length, sum(d for *_, d in record.segments))
-        elif first is not None:
-            ctx.progress.begin(name, int(first.headers["Content-Length"]), 0)
         outcome = fetch_segments(job, folder, ctx.progress, record, first, keep)
         self.received += outcome.received
         if outcome.error is not None:
