@@ -12,17 +12,20 @@ from pathlib import Path
 import urllib3.exceptions
 
 from .cancel import CancelToken
+from .cluster import ClusterLost, ClusterRun, ClusterSpec
 from .engine import Engine
-from .errors import BadLine
+from .errors import BadLine, UsageError
 from .failed import FailedWriter
 from .options import (
     DEFAULT_SPLIT_MIN_SIZE,
     DEFAULT_USER_AGENT,
     OnExist,
     Options,
+    Shard,
     parse_header,
     parse_on_exist,
     parse_rate,
+    parse_shard,
     parse_size,
 )
 from .progress import Reporter, combine, standard_reporter
@@ -81,6 +84,9 @@ def fetch(
     split: int = 1,
     split_min_size: int | str = DEFAULT_SPLIT_MIN_SIZE,
     failed: str | Path | None = None,
+    scheduler: str | None = None,
+    processes: int | None = None,
+    shard: Shard | str | None = None,
     json: bool = False,
     quiet: bool = False,
     progress: bool = False,
@@ -108,6 +114,13 @@ def fetch(
     running downloads stop, their ``.part`` files are kept, and the report says
     ``interrupted``. ``failed=PATH`` writes every failed entry to PATH (mode 0600) as
     a URL list that re-runs them (see :mod:`downloader.failed`).
+
+    ``scheduler="tcp://HOST:8786"`` runs the list on that Dask cluster and
+    ``processes=N`` on N local worker processes (``pip install 'pdl[dask]'``); each
+    worker process runs ``jobs`` downloads at a time, and ``dest`` must be a folder
+    every worker can write. If the scheduler is lost mid-run, :class:`ClusterLost`
+    is raised with the report so far. ``shard="K/N"`` runs only the K-th of N
+    round-robin parts of the list, with the names the whole list would give.
     """
     if isinstance(urls, str):
         urls = [urls]  # one URL, not its characters
@@ -131,7 +144,16 @@ def fetch(
         split_min_size=(
             parse_size(split_min_size) if isinstance(split_min_size, str) else split_min_size
         ),
+        shard=parse_shard(shard) if isinstance(shard, str) else shard,
     )
+    cluster = None
+    if scheduler is not None or processes is not None:
+        cluster = ClusterSpec(scheduler=scheduler, processes=processes)
+        if options.content_disposition:
+            raise UsageError(
+                "content_disposition cannot be used with a cluster: names from the server"
+                " cannot be decided in list order across worker processes"
+            )
     shown = standard_reporter(
         stdout=sys.stdout,
         stderr=sys.stderr,
@@ -151,9 +173,19 @@ def fetch(
         if not dry_run:
             make_dest(options.dest)
         reporter.run_started(options.jobs)
-        engine = Engine(options, reporter, cancel or CancelToken(), tally)
+        cancel = cancel or CancelToken()
+        items = unique(_items(urls))
         with _quiet_insecure(options.insecure):
-            interrupted = engine.run(unique(_items(urls)))
+            if cluster is not None and not dry_run:
+                remote = ClusterRun(cluster, options, reporter, cancel, tally)
+                try:
+                    interrupted = remote.run(items)
+                except ClusterLost as exc:
+                    exc.report = tally.report(time.monotonic() - started, interrupted=False)
+                    reporter.run_finished(exc.report)
+                    raise
+            else:
+                interrupted = Engine(options, reporter, cancel, tally).run(items)
         report = tally.report(time.monotonic() - started, interrupted)
         reporter.run_finished(report)
     except BaseException:

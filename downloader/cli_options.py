@@ -10,14 +10,17 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
+from .cluster import MAX_PROCESSES
 from .errors import UsageError
 from .options import (
     DEFAULT_USER_AGENT,
     MAX_JOBS,
     MAX_SPLIT,
     OnExist,
+    Shard,
     parse_header,
     parse_rate,
+    parse_shard,
     parse_size,
 )
 from .tune import DEFAULT_LEVELS, DEFAULT_SAMPLE
@@ -71,6 +74,20 @@ class LevelsType(click.ParamType):  # type: ignore[type-arg]
         if not levels or any(not 1 <= n <= MAX_JOBS for n in levels):
             self.fail(f"each level must be between 1 and {MAX_JOBS}: {value!r}", param, ctx)
         return levels
+
+
+class ShardType(click.ParamType):  # type: ignore[type-arg]
+    """``2/8`` -> :class:`Shard`, or a clean usage error."""
+
+    name = "K/N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Shard):
+            return value
+        try:
+            return parse_shard(str(value))
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def option(*decls: str, env: str | None = None, **attrs: Any) -> Decorator:
@@ -269,6 +286,29 @@ FAILED = option(
     show_default="none",
     help="Write every failed entry to FILE (mode 0600) as a URL list that re-runs them.",
 )
+SCHEDULER = option(
+    "--scheduler",
+    metavar="ADDRESS",
+    show_default="none",
+    help=(
+        "Run the list on the Dask cluster at ADDRESS (tcp://host:8786); -j is per worker"
+        " process. --dir must be a folder every worker can write (a shared file system)."
+        " Needs pip install 'pdl[dask]'."
+    ),
+)
+PROCESSES = option(
+    "--processes",
+    type=click.IntRange(1, MAX_PROCESSES),
+    show_default="none",
+    help="Run on N local worker processes (a local Dask cluster), each with -j downloads.",
+)
+SHARD = option(
+    "--shard",
+    metavar="K/N",
+    type=ShardType(),
+    show_default="none",
+    help="Run only the K-th of N round-robin parts of the list, with the whole list's names.",
+)
 
 NETWORK_OPTIONS = [RETRIES, RETRY_WAIT, TIMEOUT, HEADER, USER_AGENT, INSECURE, CA_BUNDLE]
 """Options of how to talk to servers: the same for fetch and tune."""
@@ -292,6 +332,9 @@ FETCH_OPTIONS = [
     JSON,
     DRY_RUN,
     FAILED,
+    SCHEDULER,
+    PROCESSES,
+    SHARD,
     QUIET,
     PROGRESS,
     VERBOSE,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from .cancel import CancelToken
@@ -61,34 +61,18 @@ def bad_line_result(item: BadLine) -> Result:
     )
 
 
-def _reraise(done: Iterable[Future[None]]) -> None:
+def _reraise(done: Iterable[Future[Result]]) -> None:
     """A worker's unexpected exception (a bug, not a failed download) stops the run loudly."""
     for future in done:
         future.result()
 
 
-class Engine:
-    """One run: reads items, decides names, runs downloads, records results."""
+class Planner:
+    """Decides names, in list order, in the thread that reads the list."""
 
-    def __init__(
-        self, options: Options, reporter: Reporter, cancel: CancelToken, tally: Tally
-    ) -> None:
+    def __init__(self, options: Options, tally: Tally) -> None:
         self.options = options
-        self.reporter = reporter
-        self.cancel = cancel
         self.tally = tally
-        self._local = threading.local()
-        self._clients: list[Client] = []
-        self._slots = iter(range(1 << 30))
-        self._client_config = client_config(options)
-        self._gate = HostGate(options.per_host)
-        # Segment runners of split downloads (-s); threads start only when used.
-        self._segments = ThreadPoolExecutor(
-            max_workers=options.jobs * MAX_SPLIT, thread_name_prefix="pdl-split"
-        )
-        self._limiter = TokenBucket(options.limit_rate) if options.limit_rate else None
-
-    # -- naming (submitting thread, list order) -------------------------------
 
     def _taken_on_disk(self, rel: RelPath) -> bool:
         return os.path.lexists(self.options.dest.joinpath(*rel))
@@ -103,6 +87,57 @@ class Engine:
             return Job(entry=entry, rel=None, fallback=rel)
         return Job(entry=entry, rel=self.claim(rel), fallback=rel)
 
+    def mine(self, items: Iterable[Item]) -> Iterator[Item]:
+        """The items of this run's part of the list (``--shard``), in list order.
+
+        The names of the other parts' entries are claimed all the same, so every
+        part gives each entry the name the whole list would.
+        """
+        shard = self.options.shard
+        if shard is None:
+            yield from items
+            return
+        for ordinal, item in enumerate(items):
+            if shard.owns(ordinal):
+                yield item
+            elif isinstance(item, Entry):
+                self.plan(item)
+
+    def planned(self, entry: Entry, reporter: Reporter) -> None:
+        """``--dry-run``: say where ``entry`` would go (the URL's name stands in)."""
+        job = self.plan(entry)
+        rel = job.rel or self.claim(job.fallback)
+        reporter.planned(entry.url, entry.source, display(rel, str(self.options.dest)))
+
+
+class Engine:
+    """Runs downloads on a bounded thread pool, one HTTP client per worker thread.
+
+    :meth:`run` is a whole run: read items, decide names, download, record. A
+    worker process of a cluster (:mod:`downloader.cluster`) keeps one engine for
+    the run and feeds it the jobs of each chunk with :meth:`submit`.
+    """
+
+    def __init__(
+        self, options: Options, reporter: Reporter, cancel: CancelToken, tally: Tally
+    ) -> None:
+        self.options = options
+        self.reporter = reporter
+        self.cancel = cancel
+        self.tally = tally
+        self.planner = Planner(options, tally)
+        self._local = threading.local()
+        self._clients: list[Client] = []
+        self._slots = iter(range(1 << 30))
+        self._client_config = client_config(options)
+        self._gate = HostGate(options.per_host)
+        # Threads start only when used; segment runners only for split downloads (-s).
+        self._pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="pdl")
+        self._segments = ThreadPoolExecutor(
+            max_workers=options.jobs * MAX_SPLIT, thread_name_prefix="pdl-split"
+        )
+        self._limiter = TokenBucket(options.limit_rate) if options.limit_rate else None
+
     # -- workers -----------------------------------------------------------------
 
     def _worker_state(self) -> tuple[int, Client]:
@@ -113,7 +148,7 @@ class Engine:
             self._clients.append(local.client)
         return local.slot, local.client
 
-    def _work(self, job: Job) -> None:
+    def _work(self, job: Job) -> Result:
         slot, client = self._worker_state()
         progress = self.reporter.transfer_started(slot)
         ctx = Context(
@@ -121,7 +156,7 @@ class Engine:
             client=client,
             cancel=self.cancel,
             progress=progress,
-            claim=self.claim,
+            claim=self.planner.claim,
             notify=self.reporter.message,
             gate=self._gate,
             limiter=self._limiter,
@@ -141,17 +176,29 @@ class Engine:
         finally:
             self.reporter.transfer_ended(slot)
         self.reporter.result(result, self.tally.record(result))
+        return result
+
+    def submit(self, job: Job) -> Future[Result]:
+        """Start one download on the pool; the future's result is its :class:`Result`."""
+        return self._pool.submit(self._work, job)
+
+    def close(self) -> None:
+        """Stop the pools (waiting for running work unless cancelled) and close the clients."""
+        waiting = not self.cancel.is_set()
+        self._pool.shutdown(wait=waiting, cancel_futures=True)
+        self._segments.shutdown(wait=waiting, cancel_futures=True)
+        for client in self._clients:
+            client.close()
 
     # -- the run -------------------------------------------------------------------
 
     def run(self, items: Iterable[Item]) -> bool:
         """Run every item; returns True if the run was interrupted."""
-        pool = ThreadPoolExecutor(max_workers=self.options.jobs, thread_name_prefix="pdl")
-        pending: set[Future[None]] = set()
+        pending: set[Future[Result]] = set()
         limit = self.options.jobs * IN_FLIGHT_PER_JOB
         try:
             count = 0
-            for item in items:
+            for item in self.planner.mine(items):
                 if self.cancel.is_set():
                     break
                 count += 1
@@ -159,27 +206,22 @@ class Engine:
                     result = bad_line_result(item)
                     self.reporter.result(result, self.tally.record(result))
                     continue
-                job = self.plan(item)
                 if self.options.dry_run:
-                    rel = job.rel or self.claim(job.fallback)  # the URL's name stands in
-                    path = display(rel, str(self.options.dest))
-                    self.reporter.planned(item.url, item.source, path)
+                    self.planner.planned(item, self.reporter)
                     continue
+                job = self.planner.plan(item)
                 while len(pending) >= limit:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     _reraise(done)
-                pending.add(pool.submit(self._work, job))
+                pending.add(self.submit(job))
             else:
                 self.reporter.list_read(count)
             _reraise(wait(pending).done)
             return self.cancel.is_set()
         except KeyboardInterrupt:
             self.cancel.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
             wait(pending, timeout=CANCEL_GRACE)
             return True
         finally:
-            pool.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
-            self._segments.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
-            for client in self._clients:
-                client.close()
+            self.close()

@@ -57,6 +57,42 @@ class EntryOptions:
     checksum: Checksum | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """The ``index``-th (1-based) of ``count`` parts of a list: ``--shard 2/8``.
+
+    Item ``n`` (0-based, in list order after duplicates are dropped, bad lines
+    included) belongs to part ``n % count + 1``: round robin, so every part gets
+    a fair mix of a list sorted by size or by site, and no part needs the list's
+    length to know its items.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.index <= self.count:
+            raise UsageError(f"shard must be K/N with 1 <= K <= N, not {self}")
+
+    def owns(self, ordinal: int) -> bool:
+        """Does the item at 0-based ``ordinal`` of the list belong to this part?"""
+        return ordinal % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_shard(text: str) -> Shard:
+    """``"2/8"`` -> ``Shard(2, 8)``: the second of eight parts; K counts from 1."""
+    match = _SHARD_RE.match(text)
+    if not match:
+        raise UsageError(f"not a shard: {text!r} (use K/N, such as 1/4)")
+    return Shard(int(match[1]), int(match[2]))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Options:
     """Everything a run needs to know, validated once. Mirrors the ``fetch`` keywords."""
@@ -80,6 +116,8 @@ class Options:
     """At most this many transfers to one host at a time; None: no limit but ``jobs``."""
     split: int = 1
     split_min_size: int = DEFAULT_SPLIT_MIN_SIZE
+    shard: Shard | None = None
+    """Only the items of this part of the list are run; names are those of the whole list."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.jobs <= MAX_JOBS:
@@ -105,6 +143,16 @@ class Options:
             raise UsageError(f"split_min_size must be 0 or more, not {self.split_min_size}")
         if self.insecure and self.ca_bundle is not None:
             raise UsageError("insecure and ca_bundle cannot be used together")
+        if self.shard is not None and self.on_exist == OnExist.RENAME:
+            raise UsageError(
+                "shard cannot be used with on_exist rename: its names depend on the files"
+                " that the other parts are writing meanwhile"
+            )
+        if self.shard is not None and self.content_disposition:
+            raise UsageError(
+                "shard cannot be used with content_disposition: names from the server"
+                " cannot be decided in list order across the parts"
+            )
         object.__setattr__(self, "on_exist", parse_on_exist(self.on_exist))
 
 

@@ -1,0 +1,668 @@
+"""Scale-out on Dask: the list is read and named here, downloaded by worker processes.
+
+The process that reads the list decides every name, in list order (SPEC 3), and
+sends the jobs to the cluster in chunks, with a bounded number of chunks in
+flight, so the list still streams. Each worker process keeps one
+:class:`~downloader.engine.Engine` for the run (``-j`` threads, one HTTP client
+each) and feeds it the jobs of every chunk it is given.
+
+Results come back two ways: early, a few times a second, as Dask events (so
+stdout, bars and ``--failed`` stream while a chunk runs), and for certain, as
+the chunk's return value. Each entry is reported once, the first time it
+arrives.
+
+When a worker process dies, the scheduler runs its chunks again elsewhere: the
+files it finished are skipped (``--on-exist skip``) and its partial ones resume
+from their ``.part`` files, so nothing is corrupt, lost or fetched twice in full.
+
+Dask is an optional extra (``pip install 'pdl[dask]'``), imported only here and
+only when a cluster is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import queue
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .cancel import CancelToken
+from .engine import CANCEL_GRACE, Engine, Planner, bad_line_result
+from .errors import BadLine, PdlError, UsageError
+from .naming import display
+from .options import Options
+from .progress import NULL_PROGRESS, NullReporter, Reporter, TransferProgress
+from .results import Report, Result, Status, Tally
+from .transfer import Job
+from .urllist import Item
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future as ThreadFuture
+
+    import distributed
+
+T = TypeVar("T")
+
+CHUNK_PER_JOB = 4
+"""Entries per chunk for each of a worker's ``-j`` threads (within the bounds below)."""
+MIN_CHUNK = 8
+MAX_CHUNK = 256
+THREADS_PER_PROCESS = 2
+"""Chunks one local worker process runs at once, so its pool stays full between chunks."""
+IN_FLIGHT_PER_THREAD = 2
+"""Chunks sent and not finished, per Dask worker thread: one running, one waiting."""
+FLUSH_EVERY = 0.25
+"""Seconds between a worker's event batches (results, messages, progress rows)."""
+CONNECT_TIMEOUT = 30.0
+WORKER_WAIT = 60.0
+"""Seconds to wait for the first worker to join the scheduler."""
+LOST_AFTER = 10.0
+"""Seconds without the scheduler before the run gives up on it."""
+IDLE_CLOSE = 600.0
+"""A worker drops a run whose reader vanished after this long without a chunk."""
+MAX_PROCESSES = 256
+
+
+class ClusterLost(PdlError):
+    """The scheduler went away during the run; ``report`` is what was done until then."""
+
+    def __init__(self, message: str, report: Report | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClusterSpec:
+    """Where a run goes: an existing scheduler, or ``processes`` local worker processes."""
+
+    scheduler: str | None = None
+    processes: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.scheduler is None) == (self.processes is None):
+            raise UsageError("give either scheduler or processes, not both")
+        if self.processes is not None and not 1 <= self.processes <= MAX_PROCESSES:
+            raise UsageError(
+                f"processes must be between 1 and {MAX_PROCESSES}, not {self.processes}"
+            )
+        if self.scheduler is not None and not self.scheduler.strip():
+            raise UsageError("scheduler must be an address such as tcp://10.0.0.5:8786")
+
+    def describe(self) -> str:
+        if self.processes is not None:
+            return f"the local cluster of {self.processes} processes"
+        return f"the Dask scheduler at {self.scheduler}"
+
+
+def chunk_size(jobs: int) -> int:
+    """Entries per chunk: enough to keep ``jobs`` threads busy, few enough to stream."""
+    return max(MIN_CHUNK, min(MAX_CHUNK, CHUNK_PER_JOB * jobs))
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), read lazily."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def worker_options(options: Options, workers: int) -> Options:
+    """The options one of ``workers`` processes runs with.
+
+    ``--dir`` becomes absolute (a worker's own directory means nothing here), and
+    the whole-run limits are shared out: each process gets ``1/workers`` of
+    ``--limit-rate`` and of ``--per-host`` (at least one connection).
+    """
+    rate = options.limit_rate
+    per_host = options.per_host
+    return dataclasses.replace(
+        options,
+        dest=options.dest.resolve(),
+        limit_rate=math.ceil(rate / workers) if rate else None,
+        per_host=max(1, per_host // workers) if per_host else None,
+    )
+
+
+# -- results on the wire (Dask events carry only msgpack-able values) ----------
+
+
+def to_wire(index: int, result: Result) -> list[Any]:
+    return [
+        index,
+        str(result.status),
+        result.path is not None,
+        result.bytes,
+        result.elapsed,
+        result.attempts,
+        result.http_status,
+        result.resumed_from,
+        result.error,
+    ]
+
+
+def from_wire(row: Sequence[Any], job: Job, dest: str) -> Result:
+    """The result of ``job`` from its row; the path is spelled as this process would."""
+    _, status, has_path, nbytes, elapsed, attempts, http_status, resumed_from, error = row
+    return Result(
+        url=job.entry.url,
+        source=job.entry.source,
+        status=Status(status),
+        path=display(job.rel, dest) if has_path and job.rel is not None else None,
+        bytes=nbytes,
+        elapsed=elapsed,
+        attempts=attempts,
+        http_status=http_status,
+        resumed_from=resumed_from,
+        error=error,
+        options=job.entry.options,
+    )
+
+
+# -- the worker side ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunSpec:
+    """What every chunk of a run carries: its id, the workers' options, whether to send rows."""
+
+    run_id: str
+    options: Options
+    rows: bool
+
+    @property
+    def topic(self) -> str:
+        return f"pdl-{self.run_id}"
+
+
+class _Row:
+    """A transfer on a worker, as the reading process's bars show it."""
+
+    __slots__ = ("initial", "name", "received", "total")
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.total: int | None = None
+        self.initial = 0
+        self.received = 0
+
+    def begin(self, name: str, total: int | None, initial: int) -> None:
+        self.name, self.total = name, total
+        self.initial = self.received = initial
+
+    def update(self, n: int) -> None:
+        self.received += n
+
+
+class Relay(NullReporter):
+    """A worker's reporter: collects results, messages and rows; a thread sends them on.
+
+    ``send(payload)`` is called from the relay's own thread every ``FLUSH_EVERY``
+    seconds when there is something to say (on a worker: ``Worker.log_event``).
+    """
+
+    def __init__(self, send: Callable[[dict[str, Any]], None], *, rows: bool) -> None:
+        self._send = send
+        self._rows = rows
+        self._lock = threading.Lock()
+        self._results: list[list[Any]] = []
+        self._messages: list[str] = []
+        self._busy: dict[int, _Row] = {}
+        self._had_rows = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pdl-relay", daemon=True)
+        self._thread.start()
+
+    def transfer_started(self, slot: int) -> TransferProgress:
+        if not self._rows:
+            return NULL_PROGRESS
+        row = _Row()
+        with self._lock:
+            self._busy[slot] = row
+        return row
+
+    def transfer_ended(self, slot: int) -> None:
+        if self._rows:
+            with self._lock:
+                self._busy.pop(slot, None)
+
+    def message(self, text: str) -> None:
+        with self._lock:
+            self._messages.append(text)
+
+    def finished(self, index: int, result: Result) -> None:
+        with self._lock:
+            self._results.append(to_wire(index, result))
+
+    def flush(self) -> None:
+        with self._lock:
+            results, self._results = self._results, []
+            messages, self._messages = self._messages, []
+            rows = [
+                [slot, r.name, r.total, r.initial, r.received]
+                for slot, r in self._busy.items()
+                if r.name is not None
+            ]
+        changed = bool(rows) or self._had_rows  # one empty list after the last row ends
+        self._had_rows = bool(rows)
+        if results or messages or changed:
+            self._send({"r": results, "m": messages, "p": rows})
+
+    def _loop(self) -> None:
+        while not self._stop.wait(FLUSH_EVERY):
+            self.flush()
+        self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _WorkerRun:
+    """One run's engine in a worker process, shared by every chunk of the run it runs."""
+
+    def __init__(self, spec: RunSpec, send: Callable[[dict[str, Any]], None]) -> None:
+        self.relay = Relay(send, rows=spec.rows)
+        self.cancel = CancelToken()
+        self.engine = Engine(spec.options, self.relay, self.cancel, Tally(keep_results=False))
+        self.running = 0
+        self.last_used = time.monotonic()
+
+    def finished(self, index: int, future: ThreadFuture[Result]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.relay.finished(index, future.result())
+
+    def close(self) -> None:
+        self.engine.close()
+        self.relay.close()
+
+
+_RUNS: dict[str, _WorkerRun] = {}
+_RUNS_LOCK = threading.Lock()
+
+
+def _enter_run(spec: RunSpec) -> _WorkerRun:
+    from distributed import get_worker
+
+    with _RUNS_LOCK:
+        run = _RUNS.get(spec.run_id)
+        if run is None:
+            worker = get_worker()
+            topic = spec.topic
+            run = _RUNS[spec.run_id] = _WorkerRun(
+                spec, lambda payload: worker.log_event(topic, {"w": worker.address, **payload})
+            )
+        run.running += 1
+        run.last_used = time.monotonic()
+        abandoned = [
+            (run_id, other)
+            for run_id, other in _RUNS.items()
+            if other.running == 0 and time.monotonic() - other.last_used > IDLE_CLOSE
+        ]
+        for run_id, _ in abandoned:
+            del _RUNS[run_id]
+    for _, other in abandoned:
+        other.close()
+    return run
+
+
+def run_chunk(spec: RunSpec, chunk: list[tuple[int, Job]]) -> list[list[Any]]:
+    """The Dask task: download one chunk on this worker's engine; a row per entry."""
+    run = _enter_run(spec)
+    try:
+        futures = []
+        for index, job in chunk:
+            future = run.engine.submit(job)
+            future.add_done_callback(partial(run.finished, index))
+            futures.append((index, future))
+        return [to_wire(index, future.result()) for index, future in futures]
+    finally:
+        with _RUNS_LOCK:
+            run.running -= 1
+            run.last_used = time.monotonic()
+
+
+def cancel_run(run_id: str) -> None:
+    """On every worker (``Client.run``): stop the run's transfers, keeping their ``.part``."""
+    with _RUNS_LOCK:
+        run = _RUNS.get(run_id)
+    if run is not None:
+        run.cancel.cancel()
+
+
+def close_run(run_id: str) -> None:
+    """On every worker (``Client.run``): the run is over; close its engine and relay."""
+    with _RUNS_LOCK:
+        run = _RUNS.pop(run_id, None)
+    if run is not None:
+        run.close()
+
+
+def check_dest(dest: str, probe: str) -> str | None:
+    """On every worker: None if ``dest`` is the reader's folder and writable, else why not."""
+    folder = Path(dest)
+    if not folder.is_dir():
+        return "no such folder"
+    if not (folder / probe).exists():
+        return "it does not hold the files the reading process writes there"
+    try:
+        fd, name = tempfile.mkstemp(prefix=".pdl-check-", dir=dest)
+        os.close(fd)
+        Path(name).unlink()
+    except OSError as exc:
+        return f"cannot write there ({exc.strerror or exc})"
+    return None
+
+
+# -- the reading side -----------------------------------------------------------------
+
+
+class _Rows:
+    """Mirrors the workers' busy transfers onto the local bars, one local slot each."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self._reporter = reporter
+        self._shown: dict[tuple[str, int], tuple[int, str, TransferProgress, int]] = {}
+        self._free: list[int] = []
+        self._next = 0
+
+    def update(self, worker: str, rows: Sequence[Sequence[Any]]) -> None:
+        now = {(worker, int(r[0])): r for r in rows}
+        for key in [k for k in self._shown if k[0] == worker and k not in now]:
+            self._end(key)
+        for key, (_, name, total, initial, received) in now.items():
+            shown = self._shown.get(key)
+            if shown is not None and shown[1] != name:
+                self._end(key)
+                shown = None
+            if shown is None:
+                slot = self._free.pop() if self._free else self._take()
+                handle = self._reporter.transfer_started(slot)
+                handle.begin(name, total, initial)
+                shown = (slot, name, handle, initial)
+            slot, _, handle, seen = shown
+            if received > seen:
+                handle.update(received - seen)
+            self._shown[key] = (slot, name, handle, max(seen, received))
+
+    def _take(self) -> int:
+        self._next += 1
+        return self._next - 1
+
+    def _end(self, key: tuple[str, int]) -> None:
+        slot = self._shown.pop(key)[0]
+        self._reporter.transfer_ended(slot)
+        self._free.append(slot)
+
+    def close(self) -> None:
+        for key in list(self._shown):
+            self._end(key)
+
+
+class ClusterRun:
+    """One run on a Dask cluster, driven from the process that reads the list."""
+
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        options: Options,
+        reporter: Reporter,
+        cancel: CancelToken,
+        tally: Tally,
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self.reporter = reporter
+        self.cancel = cancel
+        self.tally = tally
+        self.planner = Planner(options, tally)
+        self.run_id = uuid.uuid4().hex
+        self._rows = _Rows(reporter)
+        self._dest = str(options.dest)
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._waiting: dict[int, Job] = {}
+        self._inflight: dict[int, tuple[distributed.Future[list[list[Any]]], list[int]]] = {}
+        self._chunks = 0
+        self._read = 0
+        self._last_source = ""
+        self._client: distributed.Client | None = None
+        self._cluster: Any = None
+        self._spec: RunSpec | None = None
+        self._limit = 2
+
+    # -- connecting and checking ------------------------------------------------
+
+    def _connect(self) -> distributed.Client:
+        try:
+            import distributed
+        except ImportError:
+            raise UsageError(
+                "--scheduler and --processes need Dask: pip install 'pdl[dask]'"
+            ) from None
+        if self.spec.processes is not None:
+            self._cluster = distributed.LocalCluster(
+                n_workers=self.spec.processes,
+                threads_per_worker=THREADS_PER_PROCESS,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            return distributed.Client(self._cluster)
+        try:
+            return distributed.Client(self.spec.scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise UsageError(
+                f"cannot reach the Dask scheduler at {self.spec.scheduler}: {exc}"
+            ) from None
+
+    def _prepare(self, client: distributed.Client) -> RunSpec:
+        """Wait for a worker, check that every worker shares ``--dir``; the run's spec."""
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT)
+        except TimeoutError:
+            raise UsageError(
+                f"no Dask worker joined {self.spec.describe()} within {WORKER_WAIT:.0f} s"
+            ) from None
+        dest = str(self.options.dest.resolve())
+        probe = f".pdl-probe-{self.run_id}"
+        probe_path = Path(dest, probe)
+        probe_path.touch()
+        try:
+            answers = client.run(check_dest, dest, probe)
+        except Exception as exc:  # e.g. a worker without pdl installed
+            raise UsageError(
+                f"a Dask worker could not run pdl's check of --dir ({exc!r});"
+                " is pdl installed on every worker?"
+            ) from None
+        finally:
+            probe_path.unlink(missing_ok=True)
+        for address, problem in sorted(answers.items()):
+            if problem is not None:
+                raise UsageError(
+                    f"--dir {self.options.dest}: Dask worker {address} cannot use {dest}:"
+                    f" {problem}. --dir must be a folder that every worker can write,"
+                    " on a file system they all share"
+                )
+        threads = sum(client.nthreads().values())
+        self._limit = max(2, IN_FLIGHT_PER_THREAD * threads)
+        options = worker_options(self.options, len(answers))
+        return RunSpec(self.run_id, options, rows=True)
+
+    # -- the run -----------------------------------------------------------------
+
+    def run(self, items: Iterable[Item]) -> bool:
+        """Run every item on the cluster; True if the run was interrupted."""
+        client = self._client = self._connect()
+        try:
+            self._spec = self._prepare(client)
+            client.subscribe_topic(self._spec.topic, self._on_event)
+            for chunk in chunked(self._jobs(items), chunk_size(self.options.jobs)):
+                while len(self._inflight) >= self._limit and not self.cancel.is_set():
+                    self._pump()
+                if self.cancel.is_set():
+                    break
+                self._submit(chunk)
+            else:
+                if not self.cancel.is_set():
+                    self.reporter.list_read(self._read)
+            while self._inflight and not self.cancel.is_set():
+                self._pump()
+        except KeyboardInterrupt:
+            self.cancel.cancel()
+        finally:
+            self._finish(client)
+        return self.cancel.is_set()
+
+    def _jobs(self, items: Iterable[Item]) -> Iterator[tuple[int, Job]]:
+        """This part's jobs with their index, named in list order; bad lines reported here."""
+        index = 0
+        for item in self.planner.mine(items):
+            if self.cancel.is_set():
+                return
+            self._read += 1
+            self._last_source = item.source
+            if isinstance(item, BadLine):
+                self._record(bad_line_result(item))
+                continue
+            yield index, self.planner.plan(item)
+            index += 1
+
+    def _submit(self, chunk: list[tuple[int, Job]]) -> None:
+        assert self._client is not None and self._spec is not None
+        chunk_id = self._chunks
+        self._chunks += 1
+        for index, job in chunk:
+            self._waiting[index] = job
+        future = self._client.submit(
+            run_chunk, self._spec, chunk, key=f"pdl-{self.run_id}-{chunk_id}", pure=False
+        )
+        self._inflight[chunk_id] = (future, [index for index, _ in chunk])
+        future.add_done_callback(lambda f: self._inbox.put(("done", chunk_id)))
+
+    def _on_event(self, event: tuple[float, Any]) -> None:
+        """Dask's event handler (its own thread): hand the batch to the reading thread."""
+        self._inbox.put(("event", event[1]))
+
+    def _pump(self, timeout: float = 1.0) -> None:
+        """Handle what arrived: event batches and finished chunks; notice a lost scheduler."""
+        try:
+            kind, payload = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            self._check_scheduler()
+            return
+        while True:
+            if kind == "event":
+                self._on_batch(payload)
+            else:
+                self._on_chunk(payload)
+            try:
+                kind, payload = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _on_batch(self, batch: dict[str, Any]) -> None:
+        for row in batch.get("r", ()):
+            self._deliver(row)
+        for text in batch.get("m", ()):
+            self.reporter.message(text)
+        if "w" in batch:
+            self._rows.update(batch["w"], batch.get("p", ()))
+
+    def _deliver(self, row: Sequence[Any]) -> None:
+        job = self._waiting.pop(row[0], None)
+        if job is not None:  # else: reported already (an event, then the chunk's rows)
+            self._record(from_wire(row, job, self._dest))
+
+    def _record(self, result: Result) -> None:
+        self.reporter.result(result, self.tally.record(result))
+
+    def _on_chunk(self, chunk_id: int) -> None:
+        future, indices = self._inflight.pop(chunk_id)
+        if future.status == "finished":
+            for row in future.result():
+                self._deliver(row)
+            return
+        if future.status == "cancelled" and self.cancel.is_set():
+            return
+        if future.status == "cancelled":
+            self._lost("the scheduler cancelled the work")
+        error = _task_error(future)
+        for index in indices:
+            self._fail(index, error)
+
+    def _fail(self, index: int, error: str) -> None:
+        job = self._waiting.pop(index, None)
+        if job is not None:
+            self._record(
+                Result(
+                    url=job.entry.url,
+                    source=job.entry.source,
+                    status=Status.FAILED,
+                    error=error,
+                    options=job.entry.options,
+                )
+            )
+
+    def _check_scheduler(self) -> None:
+        """Give up when the scheduler has been unreachable for ``LOST_AFTER`` seconds."""
+        client = self._client
+        assert client is not None
+        deadline = time.monotonic() + LOST_AFTER
+        while client.status != "running":
+            if client.status in ("closed", "closing") or time.monotonic() > deadline:
+                self._lost(f"lost {self.spec.describe()}")
+            time.sleep(0.1)
+
+    def _lost(self, why: str) -> None:
+        for index in list(self._waiting):
+            self._fail(index, f"{why} before this entry finished")
+        self._inflight.clear()
+        where = f" after {self._last_source}" if self._last_source else ""
+        raise ClusterLost(
+            f"{why}; the rest of the list{where} was not run. Partial files are kept:"
+            " run the same command again to finish (finished files are skipped)"
+        )
+
+    def _finish(self, client: distributed.Client) -> None:
+        """Stop the workers' part of the run and disconnect; on cancel, collect what stopped."""
+        reachable = client.status == "running"
+        if self.cancel.is_set() and reachable:
+            with contextlib.suppress(Exception):
+                client.run(cancel_run, self.run_id, wait=False)
+            deadline = time.monotonic() + CANCEL_GRACE
+            while self._inflight and time.monotonic() < deadline:
+                self._pump(timeout=max(0.01, deadline - time.monotonic()))
+            client.cancel([future for future, _ in self._inflight.values()])
+        self._rows.close()
+        with contextlib.suppress(Exception):
+            if reachable and self._spec is not None:
+                client.unsubscribe_topic(self._spec.topic)
+                client.run(close_run, self.run_id)
+        with contextlib.suppress(Exception):
+            client.close(timeout=5)
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close(timeout=10)
+
+
+def _task_error(future: distributed.Future[list[list[Any]]]) -> str:
+    """Why a chunk failed on the cluster, in words for the entry's error."""
+    exc = future.exception()
+    if type(exc).__name__ == "KilledWorker":
+        return "every Dask worker that ran this entry died (KilledWorker)"
+    return f"internal error on a Dask worker: {exc!r}"
