@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from .api import fetch
+from .cluster import ClusterLost
 from .errors import PdlError, UsageError
-from .options import Checksum, EntryOptions, OnExist, Options
+from .options import Checksum, EntryOptions, OnExist, Options, Shard
 from .results import Report, Result, Status
 from .urllist import Entry
 from .version import __version__
 
 __all__ = [
     "Checksum",
+    "ClusterLost",
     "Entry",
     "EntryOptions",
     "OnExist",
@@ -18,6 +20,7 @@ __all__ = [
     "PdlError",
     "Report",
     "Result",
+    "Shard",
     "Status",
     "UsageError",
     "__version__",

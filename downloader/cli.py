@@ -16,6 +16,7 @@ import click
 
 from .api import fetch as api_fetch
 from .cli_options import FETCH_OPTIONS, SOURCES, TUNE_OPTIONS, apply
+from .cluster import ClusterLost, mute_dask_logs
 from .errors import UsageError
 from .progress import Reporter, standard_reporter
 from .results import Report, summary_lines
@@ -185,6 +186,8 @@ def fetch(
         progress=bars,
         verbose=verbose,
     )
+    if options["scheduler"] is not None or options["processes"] is not None:
+        mute_dask_logs()
     with _Signals() as signals:
         try:
             report = api_fetch(_items(sources), reporter=reporter, keep_results=False, **options)
@@ -195,6 +198,11 @@ def fetch(
             raise click.UsageError(str(exc)) from None
         except OSError as exc:  # a list file vanished or became unreadable mid-run
             raise click.UsageError(f"cannot read a URL list: {exc}") from None
+        except ClusterLost as exc:
+            if not quiet and exc.report is not None:
+                _print_summary(exc.report, stderr, None)
+            click.echo(f"pdl: error: {exc}", err=True)
+            _exit(1)
         if not quiet and not options["dry_run"]:
             failed = options["failed"]
             _print_summary(report, stderr, str(failed) if failed is not None else None)

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import queue
+import signal
 import tempfile
 import threading
 import time
@@ -63,7 +64,8 @@ IN_FLIGHT_PER_THREAD = 2
 """Chunks sent and not finished, per Dask worker thread: one running, one waiting."""
 FLUSH_EVERY = 0.25
 """Seconds between a worker's event batches (results, messages, progress rows)."""
-CONNECT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
+"""Seconds to keep trying to reach ``--scheduler`` at the start."""
 WORKER_WAIT = 60.0
 """Seconds to wait for the first worker to join the scheduler."""
 LOST_AFTER = 10.0
@@ -329,7 +331,8 @@ def run_chunk(spec: RunSpec, chunk: list[tuple[int, Job]]) -> list[list[Any]]:
             future = run.engine.submit(job)
             future.add_done_callback(partial(run.finished, index))
             futures.append((index, future))
-        return [to_wire(index, future.result()) for index, future in futures]
+        # An entry whose download never started before a cancel is not reported, as in one process.
+        return [to_wire(i, f.result()) for i, f in futures if not f.cancelled()]
     finally:
         with _RUNS_LOCK:
             run.running -= 1
@@ -342,6 +345,7 @@ def cancel_run(run_id: str) -> None:
         run = _RUNS.get(run_id)
     if run is not None:
         run.cancel.cancel()
+        run.engine.close()  # queued downloads are dropped; running ones stop at once
 
 
 def close_run(run_id: str) -> None:
@@ -350,6 +354,59 @@ def close_run(run_id: str) -> None:
         run = _RUNS.pop(run_id, None)
     if run is not None:
         run.close()
+
+
+def dask_setup(worker: object) -> None:
+    """Preload hook of the local cluster's workers: Ctrl-C is the reading process's.
+
+    A Ctrl-C in a terminal reaches every process of the group. The reading
+    process stops the run and keeps the ``.part`` files; a worker killed by the
+    same key would only print tracebacks and leave the reader waiting for it.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def mute_dask_logs() -> dict[str, int]:
+    """Silence Dask's own log lines; returns the levels they had.
+
+    pdl says what went wrong in its own words; Dask's tracebacks (a lost
+    scheduler logs several, some after the run) would bury them. The command
+    line mutes them for good; the API only while a run lasts.
+    """
+    try:
+        import distributed  # noqa: F401  (its import sets its loggers' levels: after that)
+    except ImportError:
+        return {}
+    names = ["distributed"] + [
+        name for name in logging.root.manager.loggerDict if name.startswith("distributed.")
+    ]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return levels
+
+
+@contextlib.contextmanager
+def _dask_logs_muted() -> Iterator[None]:
+    levels = mute_dask_logs()
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def check_dest(dest: str, probe: str) -> str | None:
@@ -439,6 +496,7 @@ class ClusterRun:
         self._chunks = 0
         self._read = 0
         self._last_source = ""
+        self._list_done = False
         self._client: distributed.Client | None = None
         self._cluster: Any = None
         self._spec: RunSpec | None = None
@@ -454,14 +512,16 @@ class ClusterRun:
                 "--scheduler and --processes need Dask: pip install 'pdl[dask]'"
             ) from None
         if self.spec.processes is not None:
-            self._cluster = distributed.LocalCluster(
-                n_workers=self.spec.processes,
-                threads_per_worker=THREADS_PER_PROCESS,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+            with _sigint_ignored():  # inherited by the worker processes as they start
+                self._cluster = distributed.LocalCluster(
+                    n_workers=self.spec.processes,
+                    threads_per_worker=THREADS_PER_PROCESS,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                    preload=[__name__],  # dask_setup: so do the ones restarted later
+                )
             return distributed.Client(self._cluster)
         try:
             return distributed.Client(self.spec.scheduler, timeout=CONNECT_TIMEOUT)
@@ -507,6 +567,10 @@ class ClusterRun:
 
     def run(self, items: Iterable[Item]) -> bool:
         """Run every item on the cluster; True if the run was interrupted."""
+        with _dask_logs_muted():
+            return self._run(items)
+
+    def _run(self, items: Iterable[Item]) -> bool:
         client = self._client = self._connect()
         try:
             self._spec = self._prepare(client)
@@ -519,6 +583,7 @@ class ClusterRun:
                 self._submit(chunk)
             else:
                 if not self.cancel.is_set():
+                    self._list_done = True
                     self.reporter.list_read(self._read)
             while self._inflight and not self.cancel.is_set():
                 self._pump()
@@ -600,7 +665,7 @@ class ClusterRun:
         if future.status == "cancelled" and self.cancel.is_set():
             return
         if future.status == "cancelled":
-            self._lost("the scheduler cancelled the work")
+            self._lost()  # the client cancels our work when it loses the scheduler
         error = _task_error(future)
         for index in indices:
             self._fail(index, error)
@@ -625,16 +690,18 @@ class ClusterRun:
         deadline = time.monotonic() + LOST_AFTER
         while client.status != "running":
             if client.status in ("closed", "closing") or time.monotonic() > deadline:
-                self._lost(f"lost {self.spec.describe()}")
+                self._lost()
             time.sleep(0.1)
 
-    def _lost(self, why: str) -> None:
+    def _lost(self) -> None:
+        why = f"lost {self.spec.describe()}"
+        unfinished = len(self._waiting)
         for index in list(self._waiting):
             self._fail(index, f"{why} before this entry finished")
         self._inflight.clear()
-        where = f" after {self._last_source}" if self._last_source else ""
+        unread = "" if self._list_done else f"; the list was read only up to {self._last_source}"
         raise ClusterLost(
-            f"{why}; the rest of the list{where} was not run. Partial files are kept:"
+            f"{why}: {unfinished} entries did not finish{unread}. Partial files are kept:"
             " run the same command again to finish (finished files are skipped)"
         )
 
@@ -643,7 +710,7 @@ class ClusterRun:
         reachable = client.status == "running"
         if self.cancel.is_set() and reachable:
             with contextlib.suppress(Exception):
-                client.run(cancel_run, self.run_id, wait=False)
+                client.run(cancel_run, self.run_id, on_error="ignore")
             deadline = time.monotonic() + CANCEL_GRACE
             while self._inflight and time.monotonic() < deadline:
                 self._pump(timeout=max(0.01, deadline - time.monotonic()))
