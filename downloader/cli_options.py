@@ -131,7 +131,10 @@ DIR = option(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(),
     show_default=True,
-    help="Destination folder, created if missing.",
+    help=(
+        "Destination folder, created if missing. With --scheduler, every worker must be"
+        " able to write it at this path (a shared file system)."
+    ),
 )
 RETRIES = option(
     "--retries",
@@ -298,6 +301,7 @@ SCHEDULER = option(
 )
 PROCESSES = option(
     "--processes",
+    metavar="N",
     type=click.IntRange(1, MAX_PROCESSES),
     show_default="none",
     help="Run on N local worker processes (a local Dask cluster), each with -j downloads.",

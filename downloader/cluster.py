@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -194,9 +195,10 @@ class RunSpec:
 class _Row:
     """A transfer on a worker, as the reading process's bars show it."""
 
-    __slots__ = ("initial", "name", "received", "total")
+    __slots__ = ("initial", "name", "received", "serial", "total")
 
-    def __init__(self) -> None:
+    def __init__(self, serial: int) -> None:
+        self.serial = serial
         self.name: str | None = None
         self.total: int | None = None
         self.initial = 0
@@ -208,6 +210,10 @@ class _Row:
 
     def update(self, n: int) -> None:
         self.received += n
+
+
+def _wire_row(row: _Row) -> list[Any]:
+    return [row.serial, row.name, row.total, row.initial, row.received]
 
 
 class Relay(NullReporter):
@@ -224,6 +230,8 @@ class Relay(NullReporter):
         self._results: list[list[Any]] = []
         self._messages: list[str] = []
         self._busy: dict[int, _Row] = {}
+        self._ended: list[_Row] = []
+        self._serials = itertools.count()
         self._had_rows = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pdl-relay", daemon=True)
@@ -232,15 +240,16 @@ class Relay(NullReporter):
     def transfer_started(self, slot: int) -> TransferProgress:
         if not self._rows:
             return NULL_PROGRESS
-        row = _Row()
         with self._lock:
-            self._busy[slot] = row
+            row = self._busy[slot] = _Row(next(self._serials))
         return row
 
     def transfer_ended(self, slot: int) -> None:
         if self._rows:
             with self._lock:
-                self._busy.pop(slot, None)
+                row = self._busy.pop(slot, None)
+                if row is not None and row.name is not None:
+                    self._ended.append(row)  # its last bytes still count
 
     def message(self, text: str) -> None:
         with self._lock:
@@ -254,15 +263,13 @@ class Relay(NullReporter):
         with self._lock:
             results, self._results = self._results, []
             messages, self._messages = self._messages, []
-            rows = [
-                [slot, r.name, r.total, r.initial, r.received]
-                for slot, r in self._busy.items()
-                if r.name is not None
-            ]
-        changed = bool(rows) or self._had_rows  # one empty list after the last row ends
+            rows = [_wire_row(r) for r in self._busy.values() if r.name is not None]
+            ended = [_wire_row(r) for r in self._ended]
+            self._ended = []
+        changed = bool(rows or ended) or self._had_rows  # one empty list after the last row
         self._had_rows = bool(rows)
         if results or messages or changed:
-            self._send({"r": results, "m": messages, "p": rows})
+            self._send({"r": results, "m": messages, "p": rows, "e": ended})
 
     def _loop(self) -> None:
         while not self._stop.wait(FLUSH_EVERY):
@@ -429,32 +436,42 @@ def check_dest(dest: str, probe: str) -> str | None:
 
 
 class _Rows:
-    """Mirrors the workers' busy transfers onto the local bars, one local slot each."""
+    """Mirrors the workers' transfers onto the local bars, one local slot each.
+
+    A row is ``[serial, name, total, initial, received]``; ``busy`` rows are
+    running, ``ended`` ones have finished since the last batch (their last bytes
+    still count in the total, even when they began and ended between two batches).
+    """
 
     def __init__(self, reporter: Reporter) -> None:
         self._reporter = reporter
-        self._shown: dict[tuple[str, int], tuple[int, str, TransferProgress, int]] = {}
+        self._shown: dict[tuple[str, int], tuple[int, TransferProgress, int]] = {}
         self._free: list[int] = []
         self._next = 0
 
-    def update(self, worker: str, rows: Sequence[Sequence[Any]]) -> None:
-        now = {(worker, int(r[0])): r for r in rows}
-        for key in [k for k in self._shown if k[0] == worker and k not in now]:
+    def update(
+        self, worker: str, busy: Sequence[Sequence[Any]], ended: Sequence[Sequence[Any]] = ()
+    ) -> None:
+        for row in ended:
+            self._end(self._show(worker, row))
+        running = {self._show(worker, row) for row in busy}
+        for key in [k for k in self._shown if k[0] == worker and k not in running]:
             self._end(key)
-        for key, (_, name, total, initial, received) in now.items():
-            shown = self._shown.get(key)
-            if shown is not None and shown[1] != name:
-                self._end(key)
-                shown = None
-            if shown is None:
-                slot = self._free.pop() if self._free else self._take()
-                handle = self._reporter.transfer_started(slot)
-                handle.begin(name, total, initial)
-                shown = (slot, name, handle, initial)
-            slot, _, handle, seen = shown
-            if received > seen:
-                handle.update(received - seen)
-            self._shown[key] = (slot, name, handle, max(seen, received))
+
+    def _show(self, worker: str, row: Sequence[Any]) -> tuple[str, int]:
+        serial, name, total, initial, received = row
+        key = (worker, int(serial))
+        shown = self._shown.get(key)
+        if shown is None:
+            slot = self._free.pop() if self._free else self._take()
+            handle = self._reporter.transfer_started(slot)
+            handle.begin(name, total, initial)
+            shown = (slot, handle, initial)
+        slot, handle, seen = shown
+        if received > seen:
+            handle.update(received - seen)
+        self._shown[key] = (slot, handle, max(seen, received))
+        return key
 
     def _take(self) -> int:
         self._next += 1
@@ -646,7 +663,7 @@ class ClusterRun:
         for text in batch.get("m", ()):
             self.reporter.message(text)
         if "w" in batch:
-            self._rows.update(batch["w"], batch.get("p", ()))
+            self._rows.update(batch["w"], batch.get("p", ()), batch.get("e", ()))
 
     def _deliver(self, row: Sequence[Any]) -> None:
         job = self._waiting.pop(row[0], None)

@@ -208,12 +208,25 @@ def test_relay_batches_results_messages_and_rows() -> None:
     relay.finished(4, Result(url="u", source="s", status=Status.FAILED, error="HTTP 404"))
     relay.message("retry 1/5")
     relay.flush()
-    assert sent[-1]["r"] == [[4, "failed", False, 0, 0.0, 0, None, 0, "HTTP 404"]]
-    assert sent[-1]["m"] == ["retry 1/5"]
-    assert sent[-1]["p"] == [[0, "a.bin", 100, 10, 40]]
+    assert sent[-1] == {
+        "r": [[4, "failed", False, 0, 0.0, 0, None, 0, "HTTP 404"]],
+        "m": ["retry 1/5"],
+        "p": [[0, "a.bin", 100, 10, 40]],
+        "e": [],
+    }
+    row.update(60)
     relay.transfer_ended(0)
-    relay.close()  # a last batch says the row is gone; then nothing more
-    assert sent[-1] == {"r": [], "m": [], "p": []}
+    quick = relay.transfer_started(0)  # begun and ended between two batches
+    quick.begin("b.bin", 5, 0)
+    quick.update(5)
+    relay.transfer_ended(0)
+    relay.close()  # a last batch: both ended rows, with their final bytes; then nothing more
+    assert sent[-1] == {
+        "r": [],
+        "m": [],
+        "p": [],
+        "e": [[0, "a.bin", 100, 10, 100], [1, "b.bin", 5, 0, 5]],
+    }
     count = len(sent)
     relay.flush()
     assert len(sent) == count
@@ -252,7 +265,9 @@ def test_rows_mirror_the_workers_transfers_on_local_slots() -> None:
     rows.update("w1", [[0, "a.bin", 100, 0, 10]])
     rows.update("w2", [[0, "b.bin", None, 5, 5]])
     rows.update("w1", [[0, "a.bin", 100, 0, 60]])
-    rows.update("w1", [[0, "c.bin", 50, 0, 1]])  # the same worker slot, the next file
+    rows.update(
+        "w1", [[2, "c.bin", 50, 0, 1]], ended=[[0, "a.bin", 100, 0, 100], [1, "q", 3, 0, 3]]
+    )
     rows.update("w2", [])
     rows.close()
     assert recorder.log == [
@@ -262,6 +277,11 @@ def test_rows_mirror_the_workers_transfers_on_local_slots() -> None:
         ("started", 1),
         ("begin", 1, "b.bin", None, 5),
         ("update", 0, 50),
+        ("update", 0, 40),  # the last bytes of a.bin, then its row ends
+        ("ended", 0),
+        ("started", 0),  # a transfer seen only after it ended still counts its bytes
+        ("begin", 0, "q", 3, 0),
+        ("update", 0, 3),
         ("ended", 0),
         ("started", 0),  # the freed local slot is reused
         ("begin", 0, "c.bin", 50, 0),
