@@ -287,7 +287,8 @@ class _WorkerRun:
     def __init__(self, spec: RunSpec, send: Callable[[dict[str, Any]], None]) -> None:
         self.relay = Relay(send, rows=spec.rows)
         self.cancel = CancelToken()
-        self.engine = Engine(spec.options, self.relay, self.cancel, Tally(keep_results=False))
+        counts_only = Tally(keep_results=False, keep_failed=False)  # the reader keeps results
+        self.engine = Engine(spec.options, self.relay, self.cancel, counts_only)
         self.running = 0
         self.last_used = time.monotonic()
 
@@ -335,7 +336,12 @@ def run_chunk(spec: RunSpec, chunk: list[tuple[int, Job]]) -> list[list[Any]]:
     try:
         futures = []
         for index, job in chunk:
-            future = run.engine.submit(job)
+            if run.cancel.is_set():
+                break  # the run was stopped (Ctrl-C) before this chunk got here
+            try:
+                future = run.engine.submit(job)
+            except RuntimeError:  # the engine was closed by that stop meanwhile
+                break
             future.add_done_callback(partial(run.finished, index))
             futures.append((index, future))
         # An entry whose download never started before a cancel is not reported, as in one process.

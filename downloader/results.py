@@ -181,9 +181,10 @@ class Tally:
     and mutable.
     """
 
-    def __init__(self, *, keep_results: bool = True) -> None:
+    def __init__(self, *, keep_results: bool = True, keep_failed: bool = True) -> None:
         self._lock = threading.Lock()
         self._keep_all = keep_results
+        self._keep_failed = keep_failed
         self._results: list[Result] = []
         self._counts = Counts()
         self._claimed = HashSet64()
@@ -231,7 +232,7 @@ class Tally:
                 resumed_bytes=c.resumed_bytes + result.resumed_from,
                 retries=c.retries + max(0, result.attempts - 1),
             )
-            if self._keep_all or result.status is Status.FAILED:
+            if self._keep_all or (self._keep_failed and result.status is Status.FAILED):
                 self._results.append(result)
             return self._counts
 
