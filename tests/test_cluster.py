@@ -9,9 +9,11 @@ download; a lost scheduler is a clear error that keeps the partial files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -539,3 +541,45 @@ def test_a_lost_scheduler_is_a_clear_error_that_keeps_the_partials(
     assert tree(dest) == bodies
     missing = sum(len(body) - kept[name] for name, body in bodies.items())
     assert server.bytes_sent() == missing, "the re-run fetched only what was missing"
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_stops_the_local_cluster_and_keeps_the_partials(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """A terminal's Ctrl-C reaches the whole process group, the worker processes too."""
+    listing, bodies = paced_files(server, tmp_path, 12, rate=200_000)
+    dest = tmp_path / "dl"
+    env = {**os.environ, "NO_PROXY": "*"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "downloader", "fetch", str(listing), "-d", str(dest),
+         "-j", "3", "--processes", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: server.bytes_sent() >= 300_000 or proc.poll() is not None, 60)
+        os.killpg(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "pdl: interrupted" in err
+    assert "Traceback" not in err, err
+    kept = {}
+    for name, body in bodies.items():
+        final, part = dest / name, dest / f"{name}.part"
+        data = final.read_bytes() if final.exists() else part.read_bytes() if part.exists() else b""
+        assert data == body[: len(data)], f"{name}: what is kept is the file's first bytes"
+        kept[name] = len(data)
+    assert any(dest.glob("*.part")), "the running downloads kept their partial files"
+
+    wait_until(lambda: server.active_connections() == 0, 20)
+    for i, (name, body) in enumerate(bodies.items()):
+        server.add(f"/{i}/{name}", body)
+    server.clear_requests()
+    rerun = pdl(str(listing), "-d", str(dest), "-j", "4")
+    assert rerun.returncode == 0, rerun.stderr
+    assert tree(dest) == bodies
+    assert server.bytes_sent() == sum(len(b) - kept[n] for n, b in bodies.items())
