@@ -71,6 +71,8 @@ WORKER_WAIT = 60.0
 """Seconds to wait for the first worker to join the scheduler."""
 LOST_AFTER = 10.0
 """Seconds without the scheduler before the run gives up on it."""
+CLOSE_WAIT = 5.0
+"""Seconds to wait for the workers to close the run at its end."""
 IDLE_CLOSE = 600.0
 """A worker drops a run whose reader vanished after this long without a chunk."""
 MAX_PROCESSES = 256
@@ -732,22 +734,41 @@ class ClusterRun:
         """Stop the workers' part of the run and disconnect; on cancel, collect what stopped."""
         reachable = client.status == "running"
         if self.cancel.is_set() and reachable:
-            with contextlib.suppress(Exception):
-                client.run(cancel_run, self.run_id, on_error="ignore")
+            _on_workers(client, cancel_run, self.run_id, timeout=CANCEL_GRACE)
             deadline = time.monotonic() + CANCEL_GRACE
-            while self._inflight and time.monotonic() < deadline:
-                self._pump(timeout=max(0.01, deadline - time.monotonic()))
-            client.cancel([future for future, _ in self._inflight.values()])
+            with contextlib.suppress(ClusterLost):
+                while self._inflight and time.monotonic() < deadline:
+                    self._pump(timeout=max(0.01, deadline - time.monotonic()))
+            with contextlib.suppress(Exception):
+                client.cancel([future for future, _ in self._inflight.values()])
         self._rows.close()
-        with contextlib.suppress(Exception):
-            if reachable and self._spec is not None:
+        if reachable and self._spec is not None:
+            with contextlib.suppress(Exception):
                 client.unsubscribe_topic(self._spec.topic)
-                client.run(close_run, self.run_id)
+            _on_workers(client, close_run, self.run_id, timeout=CLOSE_WAIT)
         with contextlib.suppress(Exception):
             client.close(timeout=5)
         if self._cluster is not None:
             with contextlib.suppress(Exception):
                 self._cluster.close(timeout=10)
+
+
+def _on_workers(
+    client: distributed.Client, function: Callable[[str], None], run_id: str, *, timeout: float
+) -> None:
+    """``function(run_id)`` on every worker, waiting at most ``timeout`` seconds.
+
+    ``Client.run`` has no time limit of its own, and a worker that is dying (a
+    SIGTERM to the whole process group) can keep it waiting for good.
+    """
+
+    def call() -> None:
+        with contextlib.suppress(Exception):
+            client.run(function, run_id, on_error="ignore")
+
+    caller = threading.Thread(target=call, name="pdl-workers", daemon=True)
+    caller.start()
+    caller.join(timeout)
 
 
 def _task_error(future: distributed.Future[list[list[Any]]]) -> str:
