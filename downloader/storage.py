@@ -259,6 +259,15 @@ class Folder:
     def drop_record(self, name: str) -> None:
         self.remove(record_name(name))
 
+    def drop_stale_record(self, name: str) -> None:
+        """Remove a record left without its partial (a kill between publish and its unlink).
+
+        A record is written only after its ``.part`` is open and locked, so one
+        without a ``.part`` vouches for nothing and nobody will read it.
+        """
+        if self.look(record_name(name))[0] is not None and self.look(name + PART_SUFFIX)[0] is None:
+            self.remove(record_name(name))
+
     def discard_partial(self, name: str) -> None:
         """Drop the partial and its record; a locked partial is emptied, keeping the lock."""
         locked = self._locked.get(name)

@@ -217,10 +217,12 @@ class _Download:
             raise LocalFileError(f"{display(self.rel, str(self.ctx.options.dest))}: is a folder")
         checksum = self.job.entry.options.checksum
         if checksum is None or kind != "file":
+            folder.drop_stale_record(name)
             return True
         hasher = checksum.new_hasher()
         folder.hash_into(name, hasher)
         if hasher.hexdigest() == checksum.hexdigest:
+            folder.drop_stale_record(name)
             return True
         self.ctx.notify(f"existing file does not match its checksum, downloading again: {name}")
         return False

@@ -29,6 +29,25 @@ def test_skip_existing_makes_no_request(server: FaultServer, dest: Path) -> None
     assert (dest / "a.txt").read_bytes() == b"old"
 
 
+def test_skip_removes_a_record_left_without_its_partial(server: FaultServer, dest: Path) -> None:
+    """A kill between the final rename and the record's unlink leaves only the record."""
+    server.add("/a.txt", b"new")
+    server.add("/b.txt", b"bbb")
+    (dest / "a.txt").write_bytes(b"new")
+    (dest / record_name("a.txt")).write_text("{}")
+    (dest / "b.txt").write_bytes(b"bbb")
+    (dest / "b.txt.part").write_bytes(b"b")  # a partial beside it: its record is kept
+    (dest / record_name("b.txt")).write_text("{}")
+    report = run([server.url("/a.txt"), server.url("/b.txt")], dest)
+    assert [r.status for r in report.results] == [Status.SKIPPED, Status.SKIPPED]
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "a.txt",
+        "b.txt",
+        "b.txt.part",
+        record_name("b.txt"),
+    ]
+
+
 def test_skip_existing_with_wrong_checksum_downloads_again(server: FaultServer, dest: Path) -> None:
     server.add("/a.txt", b"new")
     (dest / "a.txt").write_bytes(b"old")
