@@ -1,5 +1,8 @@
 """Scale-out on Dask: the list is read and named here, downloaded by worker processes.
 
+This module is the reading process's side; :mod:`downloader.worker` is what the
+workers run.
+
 The process that reads the list decides every name, in list order (SPEC 3), and
 sends the jobs to the cluster in chunks, with a bounded number of chunks in
 flight, so the list still streams. Each worker process keeps one
@@ -23,34 +26,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import logging
 import math
-import os
 import queue
 import signal
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import worker
 from .cancel import CancelToken
-from .engine import CANCEL_GRACE, Engine, Planner, bad_line_result
+from .engine import CANCEL_GRACE, Planner, bad_line_result
 from .errors import BadLine, PdlError, UsageError
-from .naming import display
 from .options import Options
-from .progress import NULL_PROGRESS, NullReporter, Reporter, TransferProgress
+from .progress import Reporter, TransferProgress
 from .results import Report, Result, Status, Tally
 from .transfer import Job
 from .urllist import Item
+from .worker import RunSpec, cancel_run, check_dest, close_run, from_wire, run_chunk
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future as ThreadFuture
-
     import distributed
 
 T = TypeVar("T")
@@ -63,8 +61,6 @@ THREADS_PER_PROCESS = 2
 """Chunks one local worker process runs at once, so its pool stays full between chunks."""
 IN_FLIGHT_PER_THREAD = 2
 """Chunks sent and not finished, per Dask worker thread: one running, one waiting."""
-FLUSH_EVERY = 0.25
-"""Seconds between a worker's event batches (results, messages, progress rows)."""
 CONNECT_TIMEOUT = 10.0
 """Seconds to keep trying to reach ``--scheduler`` at the start."""
 WORKER_WAIT = 60.0
@@ -73,8 +69,6 @@ LOST_AFTER = 10.0
 """Seconds without the scheduler before the run gives up on it."""
 CLOSE_WAIT = 5.0
 """Seconds to wait for the workers to close the run at its end."""
-IDLE_CLOSE = 600.0
-"""A worker drops a run whose reader vanished after this long without a chunk."""
 MAX_PROCESSES = 256
 
 
@@ -143,245 +137,6 @@ def worker_options(options: Options, workers: int) -> Options:
     )
 
 
-# -- results on the wire (Dask events carry only msgpack-able values) ----------
-
-
-def to_wire(index: int, result: Result) -> list[Any]:
-    return [
-        index,
-        str(result.status),
-        result.path is not None,
-        result.bytes,
-        result.elapsed,
-        result.attempts,
-        result.http_status,
-        result.resumed_from,
-        result.error,
-    ]
-
-
-def from_wire(row: Sequence[Any], job: Job, dest: str) -> Result:
-    """The result of ``job`` from its row; the path is spelled as this process would."""
-    _, status, has_path, nbytes, elapsed, attempts, http_status, resumed_from, error = row
-    return Result(
-        url=job.entry.url,
-        source=job.entry.source,
-        status=Status(status),
-        path=display(job.rel, dest) if has_path and job.rel is not None else None,
-        bytes=nbytes,
-        elapsed=elapsed,
-        attempts=attempts,
-        http_status=http_status,
-        resumed_from=resumed_from,
-        error=error,
-        options=job.entry.options,
-    )
-
-
-# -- the worker side ------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RunSpec:
-    """What every chunk of a run carries: its id, the workers' options, whether to send rows."""
-
-    run_id: str
-    options: Options
-    rows: bool
-
-    @property
-    def topic(self) -> str:
-        return f"pdl-{self.run_id}"
-
-
-class _Row:
-    """A transfer on a worker, as the reading process's bars show it."""
-
-    __slots__ = ("initial", "name", "received", "serial", "total")
-
-    def __init__(self, serial: int) -> None:
-        self.serial = serial
-        self.name: str | None = None
-        self.total: int | None = None
-        self.initial = 0
-        self.received = 0
-
-    def begin(self, name: str, total: int | None, initial: int) -> None:
-        self.name, self.total = name, total
-        self.initial = self.received = initial
-
-    def update(self, n: int) -> None:
-        self.received += n
-
-
-def _wire_row(row: _Row) -> list[Any]:
-    return [row.serial, row.name, row.total, row.initial, row.received]
-
-
-class Relay(NullReporter):
-    """A worker's reporter: collects results, messages and rows; a thread sends them on.
-
-    ``send(payload)`` is called from the relay's own thread every ``FLUSH_EVERY``
-    seconds when there is something to say (on a worker: ``Worker.log_event``).
-    """
-
-    def __init__(self, send: Callable[[dict[str, Any]], None], *, rows: bool) -> None:
-        self._send = send
-        self._rows = rows
-        self._lock = threading.Lock()
-        self._results: list[list[Any]] = []
-        self._messages: list[str] = []
-        self._busy: dict[int, _Row] = {}
-        self._ended: list[_Row] = []
-        self._serials = itertools.count()
-        self._had_rows = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="pdl-relay", daemon=True)
-        self._thread.start()
-
-    def transfer_started(self, slot: int) -> TransferProgress:
-        if not self._rows:
-            return NULL_PROGRESS
-        with self._lock:
-            row = self._busy[slot] = _Row(next(self._serials))
-        return row
-
-    def transfer_ended(self, slot: int) -> None:
-        if self._rows:
-            with self._lock:
-                row = self._busy.pop(slot, None)
-                if row is not None and row.name is not None:
-                    self._ended.append(row)  # its last bytes still count
-
-    def message(self, text: str) -> None:
-        with self._lock:
-            self._messages.append(text)
-
-    def finished(self, index: int, result: Result) -> None:
-        with self._lock:
-            self._results.append(to_wire(index, result))
-
-    def flush(self) -> None:
-        with self._lock:
-            results, self._results = self._results, []
-            messages, self._messages = self._messages, []
-            rows = [_wire_row(r) for r in self._busy.values() if r.name is not None]
-            ended = [_wire_row(r) for r in self._ended]
-            self._ended = []
-        changed = bool(rows or ended) or self._had_rows  # one empty list after the last row
-        self._had_rows = bool(rows)
-        if results or messages or changed:
-            self._send({"r": results, "m": messages, "p": rows, "e": ended})
-
-    def _loop(self) -> None:
-        while not self._stop.wait(FLUSH_EVERY):
-            self.flush()
-        self.flush()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-class _WorkerRun:
-    """One run's engine in a worker process, shared by every chunk of the run it runs."""
-
-    def __init__(self, spec: RunSpec, send: Callable[[dict[str, Any]], None]) -> None:
-        self.relay = Relay(send, rows=spec.rows)
-        self.cancel = CancelToken()
-        counts_only = Tally(keep_results=False, keep_failed=False)  # the reader keeps results
-        self.engine = Engine(spec.options, self.relay, self.cancel, counts_only)
-        self.running = 0
-        self.last_used = time.monotonic()
-
-    def finished(self, index: int, future: ThreadFuture[Result]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            self.relay.finished(index, future.result())
-
-    def close(self) -> None:
-        self.engine.close()
-        self.relay.close()
-
-
-_RUNS: dict[str, _WorkerRun] = {}
-_RUNS_LOCK = threading.Lock()
-
-
-def _enter_run(spec: RunSpec) -> _WorkerRun:
-    from distributed import get_worker
-
-    with _RUNS_LOCK:
-        run = _RUNS.get(spec.run_id)
-        if run is None:
-            worker = get_worker()
-            topic = spec.topic
-            run = _RUNS[spec.run_id] = _WorkerRun(
-                spec, lambda payload: worker.log_event(topic, {"w": worker.address, **payload})
-            )
-        run.running += 1
-        run.last_used = time.monotonic()
-        abandoned = [
-            (run_id, other)
-            for run_id, other in _RUNS.items()
-            if other.running == 0 and time.monotonic() - other.last_used > IDLE_CLOSE
-        ]
-        for run_id, _ in abandoned:
-            del _RUNS[run_id]
-    for _, other in abandoned:
-        other.close()
-    return run
-
-
-def run_chunk(spec: RunSpec, chunk: list[tuple[int, Job]]) -> list[list[Any]]:
-    """The Dask task: download one chunk on this worker's engine; a row per entry."""
-    run = _enter_run(spec)
-    try:
-        futures = []
-        for index, job in chunk:
-            if run.cancel.is_set():
-                break  # the run was stopped (Ctrl-C) before this chunk got here
-            try:
-                future = run.engine.submit(job)
-            except RuntimeError:  # the engine was closed by that stop meanwhile
-                break
-            future.add_done_callback(partial(run.finished, index))
-            futures.append((index, future))
-        # An entry whose download never started before a cancel is not reported, as in one process.
-        return [to_wire(i, f.result()) for i, f in futures if not f.cancelled()]
-    finally:
-        with _RUNS_LOCK:
-            run.running -= 1
-            run.last_used = time.monotonic()
-
-
-def cancel_run(run_id: str) -> None:
-    """On every worker (``Client.run``): stop the run's transfers, keeping their ``.part``."""
-    with _RUNS_LOCK:
-        run = _RUNS.get(run_id)
-    if run is not None:
-        run.cancel.cancel()
-        run.engine.close()  # queued downloads are dropped; running ones stop at once
-
-
-def close_run(run_id: str) -> None:
-    """On every worker (``Client.run``): the run is over; close its engine and relay."""
-    with _RUNS_LOCK:
-        run = _RUNS.pop(run_id, None)
-    if run is not None:
-        run.close()
-
-
-def dask_setup(worker: object) -> None:
-    """Preload hook of the local cluster's workers: Ctrl-C is the reading process's.
-
-    A Ctrl-C in a terminal reaches every process of the group. The reading
-    process stops the run and keeps the ``.part`` files; a worker killed by the
-    same key would only print tracebacks and leave the reader waiting for it.
-    """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def mute_dask_logs() -> dict[str, int]:
     """Silence Dask's own log lines; returns the levels they had.
 
@@ -422,22 +177,6 @@ def _sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def check_dest(dest: str, probe: str) -> str | None:
-    """On every worker: None if ``dest`` is the reader's folder and writable, else why not."""
-    folder = Path(dest)
-    if not folder.is_dir():
-        return "no such folder"
-    if not (folder / probe).exists():
-        return "it does not hold the files the reading process writes there"
-    try:
-        fd, name = tempfile.mkstemp(prefix=".pdl-check-", dir=dest)
-        os.close(fd)
-        Path(name).unlink()
-    except OSError as exc:
-        return f"cannot write there ({exc.strerror or exc})"
-    return None
 
 
 # -- the reading side -----------------------------------------------------------------
@@ -545,7 +284,7 @@ class ClusterRun:
                     host="127.0.0.1",
                     dashboard_address=None,
                     silence_logs=logging.ERROR,
-                    preload=[__name__],  # dask_setup: so do the ones restarted later
+                    preload=[worker.__name__],  # dask_setup: so do the ones restarted later
                 )
             return distributed.Client(self._cluster)
         try:
@@ -586,7 +325,7 @@ class ClusterRun:
         threads = sum(client.nthreads().values())
         self._limit = max(2, IN_FLIGHT_PER_THREAD * threads)
         options = worker_options(self.options, len(answers))
-        return RunSpec(self.run_id, options, rows=True)
+        return RunSpec(self.run_id, options)
 
     # -- the run -----------------------------------------------------------------
 

@@ -29,13 +29,9 @@ from downloader.cluster import (
     MIN_CHUNK,
     ClusterRun,
     ClusterSpec,
-    Relay,
     _Rows,
-    check_dest,
     chunk_size,
     chunked,
-    from_wire,
-    to_wire,
     worker_options,
 )
 from downloader.options import Options, Shard, parse_shard
@@ -43,6 +39,7 @@ from downloader.progress import NullReporter, TransferProgress
 from downloader.results import Result, Status, Tally
 from downloader.transfer import Job
 from downloader.urllist import Entry
+from downloader.worker import Relay, check_dest, from_wire, to_wire
 from tests.dask_cluster import DaskCluster
 from tests.server import FaultServer, wait_until
 
@@ -203,7 +200,7 @@ def test_worker_options_share_out_the_limits(tmp_path: Path) -> None:
 
 def test_relay_batches_results_messages_and_rows() -> None:
     sent: list[dict[str, Any]] = []
-    relay = Relay(sent.append, rows=True)
+    relay = Relay(sent.append)
     row = relay.transfer_started(0)
     row.begin("a.bin", 100, 10)
     row.update(30)
