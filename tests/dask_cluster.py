@@ -117,16 +117,10 @@ class DaskCluster:
         )
 
     def stop(self) -> None:
-        procs = [*self.workers.values(), *([self.scheduler] if self.scheduler else [])]
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        """Workers first, then the scheduler (a worker told to stop while its scheduler
+        goes away at the same moment can hang in its goodbye); SIGKILL what lingers."""
+        _stop(list(self.workers.values()))
+        _stop([self.scheduler] if self.scheduler else [])
 
     def __enter__(self) -> DaskCluster:
         return self
@@ -138,3 +132,15 @@ class DaskCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -580,3 +580,30 @@ def test_ctrl_c_in_a_terminal_stops_the_local_cluster_and_keeps_the_partials(
     assert rerun.returncode == 0, rerun.stderr
     assert tree(dest) == bodies
     assert server.bytes_sent() == sum(len(b) - kept[n] for n, b in bodies.items())
+
+
+def test_the_list_streams_to_the_cluster_with_a_bounded_number_in_flight(
+    cluster: DaskCluster, server: FaultServer, tmp_path: Path
+) -> None:
+    server.add("/small.bin", b"x" * 100)
+    read = 0
+    behind: list[int] = []  # entries read but not yet reported, at each result
+
+    def entries() -> Iterator[str]:
+        nonlocal read
+        for i in range(600):
+            read += 1
+            yield f"{server.url('/small.bin')} out=f{i:04}.bin"
+
+    class Watch(NullReporter):
+        def result(self, result: Result, counts: Any) -> None:
+            behind.append(read - (counts.ok + counts.skipped + counts.failed))
+
+    report = fetch(
+        entries(), dest=tmp_path, jobs=2, scheduler=cluster.address, reporter=Watch(),
+        keep_results=False,
+    )  # fmt: skip
+    assert report.counts.ok == 600
+    in_flight = 2 * 2 * cluster.nthreads  # two chunks per worker thread, two workers
+    assert max(behind) <= (in_flight + 1) * chunk_size(2), "the list was read ahead unbounded"
+    assert min(behind[:10]) < 600, "downloads began before the whole list was read"
