@@ -485,6 +485,7 @@ class ClusterRun:
             with contextlib.suppress(Exception):
                 client.unsubscribe_topic(self._spec.topic)
             _on_workers(client, close_run, self.run_id, timeout=CLOSE_WAIT)
+            _forget_events(client, self._spec.topic)
         with contextlib.suppress(Exception):
             client.close(timeout=5)
         if self._cluster is not None:
@@ -508,6 +509,20 @@ def _on_workers(
     caller = threading.Thread(target=call, name="pdl-workers", daemon=True)
     caller.start()
     caller.join(timeout)
+
+
+def _forget_events(client: distributed.Client, topic: str) -> None:
+    """Drop the run's events that the scheduler keeps (up to 1,000 batches a topic).
+
+    On a long-lived scheduler they would stay until it stops. Best effort: it
+    uses the scheduler's event broker, which has no public way to do this.
+    """
+
+    def forget(dask_scheduler: Any) -> None:  # defined here: sent by value, not by name
+        dask_scheduler._broker.truncate(topic)
+
+    with contextlib.suppress(Exception):
+        client.run_on_scheduler(forget)
 
 
 def _task_error(future: distributed.Future[list[list[Any]]]) -> str:
