@@ -53,9 +53,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-CHUNK_PER_JOB = 4
-"""Entries per chunk for each of a worker's ``-j`` threads (within the bounds below)."""
-MIN_CHUNK = 8
+CHUNK_PER_JOB = 16
+"""Entries per chunk for each of a worker's ``-j`` threads, up to ``MAX_CHUNK``.
+
+Each chunk costs a Dask task (milliseconds of scheduler and worker time), so
+chunks are large; results still stream back as they finish (as events)."""
 MAX_CHUNK = 256
 THREADS_PER_PROCESS = 2
 """Chunks one local worker process runs at once, so its pool stays full between chunks."""
@@ -105,7 +107,7 @@ class ClusterSpec:
 
 def chunk_size(jobs: int) -> int:
     """Entries per chunk: enough to keep ``jobs`` threads busy, few enough to stream."""
-    return max(MIN_CHUNK, min(MAX_CHUNK, CHUNK_PER_JOB * jobs))
+    return min(MAX_CHUNK, CHUNK_PER_JOB * jobs)
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -283,6 +285,9 @@ class ClusterRun:
                     processes=True,
                     host="127.0.0.1",
                     dashboard_address=None,
+                    # The scheduler serves its HTTP routes anyway, by default on :8787;
+                    # a random local port lets two runs start side by side.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                     silence_logs=logging.ERROR,
                     preload=[worker.__name__],  # dask_setup: so do the ones restarted later
                 )

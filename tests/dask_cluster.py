@@ -100,6 +100,15 @@ class DaskCluster:
         with Client(self.address, timeout=START_TIMEOUT) as client:
             client.wait_for_workers(n, timeout=START_TIMEOUT)
 
+    def busy_worker(self) -> str | None:
+        """The name of a worker that is running a task now, if any."""
+        from distributed import Client
+
+        with Client(self.address, timeout=START_TIMEOUT) as client:
+            names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
+            busy = [address for address, keys in client.processing().items() if keys]
+        return str(names[busy[0]]) if busy else None
+
     def kill_worker(self, name: str) -> None:
         """SIGKILL: no goodbye to the scheduler, no cleanup, as when a machine dies."""
         proc = self.workers[name]

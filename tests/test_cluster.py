@@ -26,7 +26,6 @@ from click.testing import CliRunner
 from downloader import UsageError, cli, fetch
 from downloader.cluster import (
     MAX_CHUNK,
-    MIN_CHUNK,
     ClusterRun,
     ClusterSpec,
     _Rows,
@@ -66,7 +65,7 @@ def test_chunked_reads_lazily() -> None:
     assert read == [0, 1, 2]
 
 
-@pytest.mark.parametrize(("jobs", "size"), [(1, MIN_CHUNK), (8, 32), (256, MAX_CHUNK)])
+@pytest.mark.parametrize(("jobs", "size"), [(1, 16), (8, 128), (256, MAX_CHUNK)])
 def test_chunk_size_follows_jobs_within_bounds(jobs: int, size: int) -> None:
     assert chunk_size(jobs) == size
 
@@ -485,7 +484,9 @@ def test_a_killed_worker_loses_nothing_and_fetches_nothing_twice(
         try:
             wait_until(lambda: server.bytes_sent() >= total // 4 or proc.poll() is not None, 60)
             assert proc.poll() is None, "the run ended before the worker could be killed"
-            fresh.kill_worker("w0")
+            busy = fresh.busy_worker()
+            assert busy is not None, "no worker was running a chunk"
+            fresh.kill_worker(busy)
             out, err = proc.communicate(timeout=120)
         finally:
             proc.kill()
