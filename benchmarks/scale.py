@@ -1,0 +1,660 @@
+"""pdl's scale-out on a local Dask cluster (--processes N) against its threads alone, on nginx.
+
+    python benchmarks/scale.py                        # all four parts, 3 reps
+    python benchmarks/scale.py --parts throughput,startup --reps 5
+    python benchmarks/scale.py --parts memory --memory-lines 100000,300000,1000000
+    python benchmarks/scale.py --smoke --json         # tiny sizes, 1 rep (for the tests)
+
+Parts (--parts, comma-separated):
+
+throughput: 2,000 x 16 KiB and 20,000 x 4 KiB files from nginx on 127.0.0.1, each run as
+  ``pdl fetch LIST -d OUT -q -j 8`` with threads only and with ``--processes N`` for each N
+  of --processes (default 1,2), --reps times in a rotating order. Median wall time,
+  files/s, CPU s (user+sys of pdl and all its processes, os.wait4), nginx's CPU s, the
+  machine's busy cores during the run, and the load of anything else just before it
+  (each run waits, up to --patience s, for the machine to fall under --quiet cores).
+  Every file is checked: name, size and sha256.
+startup: the same modes for one 16 KiB file: the fixed cost of a local cluster.
+cpu: one more run of each throughput scenario and mode, the reading process started by
+  ``benchmarks/reader.py`` so that CPU is told apart by process and by thread: the
+  reading process's main thread (reads the list, names, sends chunks, takes results),
+  its "IO loop" thread (the Dask scheduler, the nannies and the client, which a local
+  cluster runs there), its download threads (threads only), and in each worker
+  process its main thread (the Dask worker's event loop) and its download threads.
+memory: the peak memory (VmHWM) of the reading process alone (its worker processes are
+  other processes) for lists of N lines (--memory-lines) of ``/tiny/fNNNNNNN`` URLs that
+  nginx answers with one byte, with ``--processes 2`` and with threads only; per entry
+  as the slope between the smallest and the largest list.
+
+Downloads go to /dev/shm unless --disk DIR. Progress goes to stderr; the tables (or
+--json) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.compare import install_missing, say  # noqa: E402
+from benchmarks.corpus import SCENARIOS, KiB, Scenario, verify, write_corpus  # noqa: E402
+from benchmarks.procstat import (  # noqa: E402
+    TreeSampler,
+    machine_cpu,
+    tree_cpu,
+    wait_quiet,
+)
+from benchmarks.reader import THREADS_ENV, ReaderReport  # noqa: E402
+from benchmarks.serve import Fallback, Nginx, Server, nginx_available  # noqa: E402
+from benchmarks.tools import Job, Tool, measure, pdl_at, pdl_env  # noqa: E402
+
+PARTS = ("throughput", "startup", "cpu", "memory")
+FULL: dict[str, Scenario] = {
+    "small": SCENARIOS["small"],
+    "many": Scenario(name="many", count=20_000, size=4 * KiB, about="many tiny files"),
+    "one": Scenario(name="one", count=1, size=16 * KiB, about="cluster start-up"),
+}
+SMOKE: dict[str, Scenario] = {  # no "many": each cluster start costs a smoke run 1.5 s
+    "small": dataclasses.replace(FULL["small"], count=12, size=1 * KiB),
+    "one": FULL["one"],
+}
+MEMORY_LINES = (100_000, 1_000_000)
+SMOKE_MEMORY_LINES = (100, 300)
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    """Threads only (``processes`` None) or a local cluster of that many worker processes."""
+
+    processes: int | None
+
+    @property
+    def name(self) -> str:
+        return "threads" if self.processes is None else f"--processes {self.processes}"
+
+    def options(self) -> tuple[str, ...]:
+        return () if self.processes is None else ("--processes", str(self.processes))
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    wall: float
+    cpu: float  # pdl and every process below it
+    nginx_cpu: float | None
+    busy: float  # CPU seconds the whole machine spent during the run
+    background: float  # cores busy just before the run (other load)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    """One mode's row: medians of its runs (``None`` where it did not run)."""
+
+    mode: str
+    status: str
+    note: str = ""
+    wall_s: float | None = None
+    walls_s: tuple[float, ...] = ()
+    files_per_s: float | None = None
+    cpu_s: float | None = None
+    nginx_cpu_s: float | None = None
+    busy_cores: float | None = None
+    background_cores: float | None = None
+    speed_up: float | None = None  # threads only's wall time / this one's
+    verified: bool = False
+
+
+@dataclass
+class Row:
+    mode: str
+    status: str = "ok"
+    note: str = ""
+    runs: list[Run] = field(default_factory=list)
+
+    def wall(self) -> float | None:
+        return statistics.median(r.wall for r in self.runs) if self.runs else None
+
+    def summary(self, scenario: Scenario, base: float | None) -> Summary:
+        wall = self.wall()
+        if self.status != "ok" or wall is None:
+            return Summary(mode=self.mode, status=self.status, note=self.note)
+        nginx = [r.nginx_cpu for r in self.runs if r.nginx_cpu is not None]
+        return Summary(
+            mode=self.mode,
+            status=self.status,
+            wall_s=round(wall, 3),
+            walls_s=tuple(round(r.wall, 3) for r in self.runs),
+            files_per_s=round(scenario.count / wall, 1),
+            cpu_s=round(statistics.median(r.cpu for r in self.runs), 3),
+            nginx_cpu_s=round(statistics.median(nginx), 3) if nginx else None,
+            busy_cores=round(statistics.median(r.busy / r.wall for r in self.runs), 2),
+            background_cores=round(max(r.background for r in self.runs), 2),
+            speed_up=round(base / wall, 2) if base else None,
+            verified=True,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScenarioResult:
+    name: str
+    label: str
+    count: int
+    size: int
+    rows: list[Summary]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerCpu:
+    pid: int
+    cpu_s: float  # the last sample of the process (the relay's final flush may be missed)
+    threads: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CpuRow:
+    """One run's CPU seconds, by process and by thread."""
+
+    mode: str
+    wall_s: float  # the reader process, start to exit
+    busy_cores: float  # the machine's CPU seconds / wall
+    background_cores: float  # other load just before the run
+    machine_cpu_s: float
+    reader_cpu_s: float
+    reader_threads: dict[str, float]
+    children_cpu_s: float  # the worker processes and multiprocessing's helpers
+    workers: list[WorkerCpu]
+    nginx_cpu_s: float | None
+    rest_cpu_s: float  # the machine's less all of the above: this harness, anything else
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CpuScenario:
+    name: str
+    label: str
+    rows: list[CpuRow]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryRun:
+    lines: int
+    vm_hwm_kib: int
+    rss_before_kib: int
+    ru_maxrss_kib: int
+    wall_s: float
+    entries_per_s: float
+    cpu_self_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryResult:
+    mode: str
+    runs: list[MemoryRun]
+    bytes_per_entry: float | None  # the slope between the smallest and the largest list
+
+
+@dataclass(kw_only=True)
+class Report:
+    server: str
+    downloads: str
+    jobs: int
+    reps: int
+    machine: str
+    throughput: list[ScenarioResult] = field(default_factory=list)
+    startup: ScenarioResult | None = None
+    startup_cost_s: dict[str, float] = field(default_factory=dict)
+    cpu: list[CpuScenario] = field(default_factory=list)
+    memory: list[MemoryResult] = field(default_factory=list)
+
+    def failed(self) -> bool:
+        scenarios = [*self.throughput, *([self.startup] if self.startup else [])]
+        return any(row.status != "ok" for s in scenarios for row in s.rows)
+
+
+@dataclass
+class Bench:
+    """What every part shares: the options, the server, the folders, the corpora's digests."""
+
+    args: argparse.Namespace
+    server: Server
+    work: Path
+    downloads: Path
+    corpus: Path
+    digests: dict[str, dict[str, str]]
+
+    def nginx_cpu(self) -> float | None:
+        return tree_cpu([self.server.pid]) if isinstance(self.server, Nginx) else None
+
+    def settle(self) -> float:
+        """Wait for a quiet machine (not in smoke mode); the other load just before a run."""
+        patience = 0.0 if self.args.smoke else self.args.patience
+        return wait_quiet(self.args.quiet, patience)
+
+    def job(self, scenario: Scenario) -> Job:
+        work = self.work / scenario.name
+        work.mkdir(parents=True, exist_ok=True)
+        return Job(
+            scenario=scenario,
+            base=f"http://127.0.0.1:{self.server.port}/{scenario.name}/",
+            source=self.corpus / scenario.name,
+            out=self.downloads / f"pdl-scale-{os.getpid()}-{scenario.name}",
+            work=work,
+            jobs=self.args.jobs,
+            split=1,
+        )
+
+    def modes(self) -> list[Mode]:
+        return [Mode(None), *(Mode(n) for n in self.args.processes)]
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+# -- throughput and start-up: the command line, measured whole --------------------------
+
+
+def run_cli(bench: Bench, tool: Tool, job: Job, row: Row) -> None:
+    shutil.rmtree(job.out, ignore_errors=True)
+    job.out.mkdir(parents=True)
+    background = bench.settle()
+    nginx_before, busy_before = bench.nginx_cpu(), machine_cpu()[0]
+    outcome = measure(tool.command(job), env=pdl_env(ROOT), cwd=job.work, log=job.work / "err")
+    busy = machine_cpu()[0] - busy_before
+    nginx = _delta(nginx_before, bench.nginx_cpu())
+    fault: str | None
+    if outcome.code != 0:
+        fault = f"exit {outcome.code}: " + " / ".join(outcome.stderr.splitlines()[-3:])
+    else:
+        fault = verify(job.out, job.scenario, bench.digests[job.scenario.name])
+    shutil.rmtree(job.out, ignore_errors=True)
+    if fault:
+        row.status, row.note = "failed", fault
+        say(f"  {row.mode} FAILED: {fault}")
+        return
+    row.runs.append(Run(outcome.wall, outcome.cpu, nginx, busy, background))
+
+
+def run_scenario(bench: Bench, scenario: Scenario) -> ScenarioResult:
+    """Every mode, --reps times, the order rotating by one each repetition."""
+    job = bench.job(scenario)
+    modes = bench.modes()
+    tools = {m.name: pdl_at(ROOT, m.name, extra=m.options()) for m in modes}
+    rows = {m.name: Row(m.name) for m in modes}
+    for rep in range(bench.args.reps):
+        shift = rep % len(modes)
+        for mode in modes[shift:] + modes[:shift]:
+            if rows[mode.name].status == "ok":
+                run_cli(bench, tools[mode.name], job, rows[mode.name])
+        say(f"  {scenario.name} rep {rep + 1}/{bench.args.reps} done")
+    base = rows["threads"].wall()
+    return ScenarioResult(
+        name=scenario.name,
+        label=scenario.label(),
+        count=scenario.count,
+        size=scenario.size,
+        rows=[row.summary(scenario, base) for row in rows.values()],
+    )
+
+
+def startup_costs(one: ScenarioResult) -> dict[str, float]:
+    """Each cluster mode's median wall time for one file, less the threads-only one."""
+    base = one.rows[0].wall_s
+    return {
+        row.mode: round(row.wall_s - base, 3)
+        for row in one.rows[1:]
+        if row.wall_s is not None and base is not None
+    }
+
+
+# -- cpu: who spends it -----------------------------------------------------------------
+
+
+def run_reader(
+    bench: Bench, listing: Path, out: Path, mode: Mode, *, threads: bool
+) -> tuple[ReaderReport, float]:
+    """One run through benchmarks/reader.py: its report, and its wall time start to exit."""
+    saved = bench.work / "reader.json"
+    argv = [sys.executable, "-m", "benchmarks.reader", "--list", str(listing)]
+    argv += ["--dest", str(out), "--jobs", str(bench.args.jobs), "--save", str(saved)]
+    if mode.processes is not None:
+        argv += ["--processes", str(mode.processes)]
+    if threads:
+        argv.append("--threads")
+    started = time.perf_counter()
+    done = subprocess.run(
+        argv, cwd=ROOT, env=pdl_env(ROOT), stdin=subprocess.DEVNULL, capture_output=True
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        said = " / ".join(done.stderr.decode(errors="replace").strip().splitlines()[-3:])
+        raise SystemExit(f"{' '.join(argv)} failed (exit {done.returncode}): {said}")
+    return ReaderReport.load(saved), wall
+
+
+def _rounded(cpu: dict[str, float]) -> dict[str, float]:
+    return {name: round(s, 2) for name, s in cpu.items() if s >= 0.005}
+
+
+def cpu_breakdown(bench: Bench, scenario: Scenario, mode: Mode) -> CpuRow:
+    job = bench.job(scenario)
+    shutil.rmtree(job.out, ignore_errors=True)
+    job.out.mkdir(parents=True)
+    spool = bench.work / "threads"
+    shutil.rmtree(spool, ignore_errors=True)
+    spool.mkdir()
+    background = bench.settle()
+    os.environ[THREADS_ENV] = str(spool)  # inherited by the reader and its workers
+    nginx_before, busy_before = bench.nginx_cpu(), machine_cpu()[0]
+    sampler = TreeSampler(os.getpid(), interval=0.1).start()
+    try:
+        report, wall = run_reader(bench, job.url_list(), job.out, mode, threads=True)
+    finally:
+        sampler.stop()
+        del os.environ[THREADS_ENV]
+    busy = machine_cpu()[0] - busy_before
+    nginx = _delta(nginx_before, bench.nginx_cpu())
+    fault = verify(job.out, scenario, bench.digests[scenario.name])
+    shutil.rmtree(job.out, ignore_errors=True)
+    if fault:
+        raise SystemExit(f"cpu run {scenario.name} {mode.name}: {fault}")
+    workers = []
+    for path in sorted(spool.glob("worker-*.json")):
+        saved = json.loads(path.read_text())
+        pid = int(saved["pid"])
+        cpu = round(sampler.cpu.get(pid, float("nan")), 2)
+        workers.append(WorkerCpu(pid=pid, cpu_s=cpu, threads=_rounded(saved["threads"])))
+    accounted = report.cpu_self_s + report.cpu_children_s + (nginx or 0.0)
+    return CpuRow(
+        mode=mode.name,
+        wall_s=round(wall, 3),
+        busy_cores=round(busy / wall, 2),
+        background_cores=round(background, 2),
+        machine_cpu_s=round(busy, 2),
+        reader_cpu_s=round(report.cpu_self_s, 2),
+        reader_threads=_rounded(report.threads),
+        children_cpu_s=round(report.cpu_children_s, 2),
+        workers=workers,
+        nginx_cpu_s=round(nginx, 2) if nginx is not None else None,
+        rest_cpu_s=round(busy - accounted, 2),
+    )
+
+
+# -- memory: the reading process alone ---------------------------------------------------
+
+
+def tiny_names(lines: int) -> Iterator[str]:
+    return (f"f{i:07d}" for i in range(1, lines + 1))
+
+
+def memory(bench: Bench) -> list[MemoryResult]:
+    """Each engine over each list length: the reading process's peak, and the slope."""
+    lines = sorted(bench.args.memory_lines)
+    base = f"http://127.0.0.1:{bench.server.port}/tiny/"
+    lists: dict[int, Path] = {}
+    for n in lines:
+        lists[n] = bench.work / f"tiny-{n}.txt"
+        with lists[n].open("w") as handle:
+            handle.writelines(base + name + "\n" for name in tiny_names(n))
+    out = bench.downloads / f"pdl-scale-{os.getpid()}-tiny"
+    results = []
+    for mode in (Mode(bench.args.memory_processes), Mode(None)):
+        runs = []
+        for n in lines:
+            shutil.rmtree(out, ignore_errors=True)
+            say(f"  memory: {mode.name}, {n:,} lines ...")
+            report, wall = run_reader(bench, lists[n], out, mode, threads=False)
+            fault = check_tiny(out, n, report)
+            shutil.rmtree(out, ignore_errors=True)
+            if fault:
+                raise SystemExit(f"memory run {mode.name} {n} lines: {fault}")
+            runs.append(
+                MemoryRun(
+                    lines=n,
+                    vm_hwm_kib=report.vm_hwm_kib,
+                    rss_before_kib=report.rss_before_kib,
+                    ru_maxrss_kib=report.ru_maxrss_kib,
+                    wall_s=round(wall, 1),
+                    entries_per_s=round(n / report.wall_s),
+                    cpu_self_s=round(report.cpu_self_s, 1),
+                )
+            )
+            say(f"    peak {report.vm_hwm_kib / 1024:.1f} MiB, {wall:.0f} s")
+        first, last = runs[0], runs[-1]
+        slope = None
+        if last.lines != first.lines:
+            grown = (last.vm_hwm_kib - first.vm_hwm_kib) * 1024
+            slope = round(grown / (last.lines - first.lines), 1)
+        results.append(MemoryResult(mode=mode.name, runs=runs, bytes_per_entry=slope))
+    for path in lists.values():
+        path.unlink()
+    return results
+
+
+def check_tiny(out: Path, lines: int, report: ReaderReport) -> str | None:
+    """Every entry ok, and the folder holds exactly the list's names, each the 1-byte body."""
+    if report.ok != lines or report.failed or report.skipped:
+        return f"ok {report.ok}, failed {report.failed}, skipped {report.skipped}"
+    names = set()
+    with os.scandir(out) as found:
+        for entry in found:
+            size = entry.stat().st_size
+            if size != 1:
+                return f"{entry.name} has {size} bytes, not 1"
+            names.add(entry.name)
+    if names != set(tiny_names(lines)):
+        return f"{len(names)} files, not the list's {lines} names"
+    return None
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def _table(head: Sequence[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
+def _num(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _cells(row: Summary) -> list[str]:
+    if row.status != "ok":
+        return [row.mode, *["-"] * 7, f"{row.status} {row.note}"]
+    return [
+        row.mode,
+        _num(row.wall_s),
+        _num(row.files_per_s, ",.0f"),
+        _num(row.cpu_s),
+        _num(row.nginx_cpu_s),
+        _num(row.busy_cores),
+        _num(row.background_cores),
+        _num(row.speed_up) + "x",
+        "verified",
+    ]
+
+
+SUMMARY_HEAD = ("mode", "wall s", "files/s", "cpu s", "nginx cpu s", "busy cores", "other load")
+CPU_HEAD = ("mode", "wall s", "busy cores", "machine s", "reader s", "children s", "nginx s")
+
+
+def _cpu_lines(scen: CpuScenario) -> list[str]:
+    cells = [
+        [
+            r.mode,
+            _num(r.wall_s),
+            _num(r.busy_cores),
+            _num(r.machine_cpu_s),
+            _num(r.reader_cpu_s),
+            _num(r.children_cpu_s),
+            _num(r.nginx_cpu_s),
+            _num(r.rest_cpu_s),
+        ]
+        for r in scen.rows
+    ]
+    lines = ["", f"cpu by process and thread, one run: {scen.name}: {scen.label}"]
+    lines += _table((*CPU_HEAD, "rest s"), cells)
+    for r in scen.rows:
+        threads = ", ".join(f"{k} {v:.2f}" for k, v in r.reader_threads.items()) or "-"
+        lines.append(f"  {r.mode}: reader threads: {threads}")
+        for w in r.workers:
+            threads = ", ".join(f"{k} {v:.2f}" for k, v in w.threads.items()) or "-"
+            lines.append(f"    worker {w.pid} ({w.cpu_s:.2f} s): {threads}")
+    return lines
+
+
+def table(report: Report) -> str:
+    lines = [
+        f"server {report.server}, downloads in {report.downloads}, -j {report.jobs} per "
+        f"process, median of {report.reps} run(s), {report.machine}",
+    ]
+    for scen in [*report.throughput, *([report.startup] if report.startup else [])]:
+        lines += ["", f"{scen.name}: {scen.label}"]
+        lines += _table((*SUMMARY_HEAD, "speed-up", "check"), [_cells(r) for r in scen.rows])
+    if report.startup_cost_s:
+        lines += ["", "cluster start-up (one file: median wall time less threads only's):"]
+        lines += [f"  {mode}: +{cost:.2f} s" for mode, cost in report.startup_cost_s.items()]
+    for cpu in report.cpu:
+        lines += _cpu_lines(cpu)
+    if report.memory:
+        lines += ["", "peak memory (VmHWM) of the reading process alone:"]
+    for engine in report.memory:
+        runs = ", ".join(
+            f"{r.lines:,} lines {r.vm_hwm_kib / 1024:.1f} MiB ({r.wall_s:.0f} s)"
+            for r in engine.runs
+        )
+        slope = engine.bytes_per_entry
+        per = f"{slope:.0f} bytes per entry" if slope is not None else "one list only"
+        lines.append(f"  {engine.mode}: {per}; {runs}")
+    return "\n".join(lines)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def _ints(text: str) -> list[int]:
+    return [int(n) for n in text.split(",")]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(__doc__ or "").split("\n\n", 1)[1],
+    )
+    add = parser.add_argument
+    add("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
+    add("--reps", type=int, help="repetitions (median is shown); default 3, smoke 1")
+    add("-j", "--jobs", type=int, default=8, help="download threads per process")
+    add("--processes", type=_ints, help="cluster sizes besides threads only (default 1,2)")
+    add("--memory-lines", type=_ints, help="list lengths, memory part (default 100000,1000000)")
+    add("--memory-processes", type=int, default=2, help="cluster size in the memory part")
+    add("--quiet", type=float, default=0.3, help="cores of other load a run waits to fall under")
+    add("--patience", type=float, default=120.0, help="seconds a run waits for that at most")
+    add("--disk", type=Path, help="download to this folder on disk instead of /dev/shm")
+    add("--tmp", type=Path, help="folder for corpora, lists and (without --disk) downloads")
+    add("--json", action="store_true", help="print JSON instead of the tables")
+    add("--smoke", action="store_true", help="tiny sizes, 1 rep, no apt-get; for the tests")
+    add("--python-server", action="store_true", help="serve with the test server, not nginx")
+    add("--no-install", action="store_true", help="never apt-get")
+    args = parser.parse_args(argv)
+    args.parts = args.parts.split(",")
+    unknown = [p for p in args.parts if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown part {unknown[0]!r}; choose from {', '.join(PARTS)}")
+    args.reps = args.reps or (1 if args.smoke else 3)
+    args.processes = args.processes or ([2] if args.smoke else [1, 2])
+    args.memory_lines = args.memory_lines or list(
+        SMOKE_MEMORY_LINES if args.smoke else MEMORY_LINES
+    )
+    if args.tmp is None:
+        shm = Path("/dev/shm")
+        args.tmp = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+    return args
+
+
+def start_server(
+    args: argparse.Namespace, scenarios: list[Scenario], corpus: Path, work: Path
+) -> Server:
+    if nginx_available() and not args.python_server:
+        return Nginx(corpus, work / "nginx", scenarios, tiny=True)
+    if args.smoke or args.python_server:
+        names = tiny_names(max(args.memory_lines)) if "memory" in args.parts else ()
+        return Fallback(corpus, scenarios, tiny=names)
+    raise SystemExit("nginx is not installed (apt-get install nginx)")
+
+
+def run_parts(bench: Bench, report: Report, table_: dict[str, Scenario]) -> None:
+    parts = bench.args.parts
+    heavy = [s for s in table_.values() if s.name != "one"]
+    if "throughput" in parts:
+        for scenario in heavy:
+            say(f"throughput: {scenario.label()}")
+            report.throughput.append(run_scenario(bench, scenario))
+    if "startup" in parts:
+        say("startup: one file")
+        report.startup = run_scenario(bench, table_["one"])
+        report.startup_cost_s = startup_costs(report.startup)
+    if "cpu" in parts:
+        for scenario in heavy:
+            say(f"cpu: {scenario.label()}")
+            rows = [cpu_breakdown(bench, scenario, mode) for mode in bench.modes()]
+            report.cpu.append(CpuScenario(name=scenario.name, label=scenario.label(), rows=rows))
+    if "memory" in parts:
+        say("memory: lists of " + ", ".join(f"{n:,}" for n in bench.args.memory_lines) + " lines")
+        report.memory = memory(bench)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not (args.smoke or args.no_install):
+        install_missing([], need_nginx=True)
+    table_ = SMOKE if args.smoke else FULL
+    heavy = [s for s in table_.values() if s.name != "one"]
+    wanted = heavy if {"throughput", "cpu"} & set(args.parts) else []
+    wanted += [table_["one"]] if "startup" in args.parts else []
+    top = Path(tempfile.mkdtemp(prefix="pdl-scale-", dir=args.tmp))
+    top.chmod(0o755)
+    corpus, work = top / "corpus", top / "work"
+    server: Server | None = None
+    try:
+        digests = {}
+        for scenario in wanted:
+            say(f"writing the {scenario.name} corpus: {scenario.label()}")
+            digests[scenario.name] = write_corpus(scenario, corpus)
+        corpus.mkdir(parents=True, exist_ok=True)
+        corpus.chmod(0o755)
+        server = start_server(args, wanted, corpus, work)
+        bench = Bench(args, server, work, args.disk or top, corpus, digests)
+        report = Report(
+            server=server.name,
+            downloads=str(bench.downloads),
+            jobs=args.jobs,
+            reps=args.reps,
+            machine=f"{os.cpu_count()} cpus, Python {platform.python_version()}",
+        )
+        run_parts(bench, report, table_)
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(top, ignore_errors=True)
+    print(json.dumps(dataclasses.asdict(report), indent=2) if args.json else table(report))
+    return 1 if report.failed() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
