@@ -568,6 +568,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--disk", type=Path, help="download to this folder on disk instead of /dev/shm")
     add("--tmp", type=Path, help="folder for corpora, lists and (without --disk) downloads")
     add("--json", action="store_true", help="print JSON instead of the tables")
+    add("--save", type=Path, help="also write the JSON report to this file")
     add("--smoke", action="store_true", help="tiny sizes, 1 rep, no apt-get; for the tests")
     add("--python-server", action="store_true", help="serve with the test server, not nginx")
     add("--no-install", action="store_true", help="never apt-get")
@@ -652,7 +653,10 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
         shutil.rmtree(top, ignore_errors=True)
-    print(json.dumps(dataclasses.asdict(report), indent=2) if args.json else table(report))
+    as_json = json.dumps(dataclasses.asdict(report), indent=2)
+    if args.save:
+        args.save.write_text(as_json + "\n")
+    print(as_json if args.json else table(report))
     return 1 if report.failed() else 0
 
 
