@@ -1,9 +1,9 @@
 """CPU time and memory from /proc (Linux): the machine's, a process tree's, one process's threads.
 
 Used by ``scale.py`` to say who spends the CPU of a run: the machine as a whole
-(``/proc/stat``), each process below the run (sampled, as a process's own time is
-folded into its parent's once it is reaped), and each named thread of a Python
-process (sampled from inside it, where thread names are known).
+(``/proc/stat``), a server's process tree, and each named thread of a Python process
+(sampled from inside it, where thread names are known; a process's own total is
+saved with them, as a worker's time is folded into its parent's once it is reaped).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import re
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 TICK = float(os.sysconf("SC_CLK_TCK"))
@@ -107,45 +106,6 @@ def wait_quiet(limit: float, patience: float, window: float = 0.5) -> float:
 # -- sampling -------------------------------------------------------------------
 
 
-@dataclass
-class TreeSampler:
-    """Samples the CPU of every process below *root* until stopped; the last sample counts.
-
-    A process that exits between two samples loses the CPU of its last interval
-    (at most *interval* seconds per process).
-    """
-
-    root: int
-    interval: float = 0.1
-    cpu: dict[int, float] = field(default_factory=dict)
-    names: dict[int, str] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> TreeSampler:
-        self._thread = threading.Thread(target=self._loop, name="tree-sampler", daemon=True)
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
-
-    def sample(self) -> None:
-        for pid in descendants(self.root):
-            cpu = process_cpu(pid)
-            if cpu is None:
-                continue
-            if pid not in self.names:
-                self.names[pid] = cmdline(pid)
-            self.cpu[pid] = max(cpu, self.cpu.get(pid, 0.0))
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-
 _NUMBERED = re.compile(r"^\d+[-_ ]|[-_ ]?\d+(?:[-_]\d+)*$")
 
 
@@ -162,11 +122,12 @@ class ThreadSampler:
     that ends between two samples loses the CPU of its last interval.
     """
 
-    def __init__(self, interval: float = 0.1, save: Path | None = None) -> None:
+    def __init__(self, interval: float = 0.25, save: Path | None = None) -> None:
         self.interval = interval
         self.save = save
         self.cpu: dict[int, float] = {}
         self.base: dict[int, float] = {}  # what a thread had spent when sampling began
+        self.process_base = 0.0
         self.names: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="thread-sampler", daemon=True)
@@ -174,6 +135,7 @@ class ThreadSampler:
     def start(self) -> ThreadSampler:
         self.sample()
         self.base = dict(self.cpu)
+        self.process_base = process_cpu(os.getpid()) or 0.0
         self._thread.start()
         return self
 
@@ -181,7 +143,7 @@ class ThreadSampler:
         saved = time.monotonic()
         while not self._stop.wait(self.interval):
             self.sample()
-            if self.save is not None and time.monotonic() - saved > 0.5:
+            if self.save is not None and time.monotonic() - saved >= 1.0:
                 self.write()
                 saved = time.monotonic()
 
@@ -203,10 +165,13 @@ class ThreadSampler:
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def write(self) -> None:
+        """Save ``{"pid", "cpu_s" (the whole process, from sampling on), "threads"}``."""
         assert self.save is not None
         temp = self.save.with_suffix(".tmp")
+        cpu = (process_cpu(os.getpid()) or 0.0) - self.process_base
+        saved = {"pid": os.getpid(), "cpu_s": cpu, "threads": self.groups()}
         with contextlib.suppress(OSError):
-            temp.write_text(json.dumps({"pid": os.getpid(), "threads": self.groups()}))
+            temp.write_text(json.dumps(saved))
             temp.replace(self.save)
 
     def stop(self) -> dict[str, float]:

@@ -9,13 +9,14 @@ does). Saved as JSON: the wall time, the counts, this process's peak memory (VmH
 processes are not in it), its own CPU by thread, and the CPU of its reaped children.
 
 With ``PDL_BENCH_THREADS=DIR`` in the environment, every worker process that Dask
-starts (they import this module as ``__mp_main__``) saves its own threads' CPU to
-``DIR/worker-PID.json`` as the run goes.
+starts (they import this module as ``__mp_main__``) saves its own CPU, whole and by
+thread, to ``DIR/worker-PID.json`` every second and as it exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import json
 import os
@@ -34,9 +35,9 @@ from benchmarks.procstat import ThreadSampler, memory_kib  # noqa: E402
 THREADS_ENV = "PDL_BENCH_THREADS"
 
 if __name__ == "__mp_main__" and os.environ.get(THREADS_ENV):  # a Dask worker process
-    _WORKER = ThreadSampler(
-        interval=0.1, save=Path(os.environ[THREADS_ENV]) / f"worker-{os.getpid()}.json"
-    ).start()
+    _WORKER = ThreadSampler(save=Path(os.environ[THREADS_ENV]) / f"worker-{os.getpid()}.json")
+    atexit.register(_WORKER.stop)  # the last sample and save, as the worker process exits
+    _WORKER.start()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.processes:
         import distributed  # noqa: F401  (its import is not part of the run's memory)
-    sampler = ThreadSampler(interval=0.1).start() if args.threads else None
+    sampler = ThreadSampler().start() if args.threads else None
     before = memory_kib("VmRSS")
     started = time.perf_counter()
     report = downloader.fetch(

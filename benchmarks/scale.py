@@ -54,7 +54,6 @@ if str(ROOT) not in sys.path:
 from benchmarks.compare import install_missing, say  # noqa: E402
 from benchmarks.corpus import SCENARIOS, KiB, Scenario, verify, write_corpus  # noqa: E402
 from benchmarks.procstat import (  # noqa: E402
-    TreeSampler,
     machine_cpu,
     tree_cpu,
     wait_quiet,
@@ -160,7 +159,7 @@ class ScenarioResult:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerCpu:
     pid: int
-    cpu_s: float  # the last sample of the process (the relay's final flush may be missed)
+    cpu_s: float  # the whole process, from its sampler's start (just after it began) to exit
     threads: dict[str, float]
 
 
@@ -359,11 +358,9 @@ def cpu_breakdown(bench: Bench, scenario: Scenario, mode: Mode) -> CpuRow:
     background = bench.settle()
     os.environ[THREADS_ENV] = str(spool)  # inherited by the reader and its workers
     nginx_before, busy_before = bench.nginx_cpu(), machine_cpu()[0]
-    sampler = TreeSampler(os.getpid(), interval=0.1).start()
     try:
         report, wall = run_reader(bench, job.url_list(), job.out, mode, threads=True)
     finally:
-        sampler.stop()
         del os.environ[THREADS_ENV]
     busy = machine_cpu()[0] - busy_before
     nginx = _delta(nginx_before, bench.nginx_cpu())
@@ -374,9 +371,13 @@ def cpu_breakdown(bench: Bench, scenario: Scenario, mode: Mode) -> CpuRow:
     workers = []
     for path in sorted(spool.glob("worker-*.json")):
         saved = json.loads(path.read_text())
-        pid = int(saved["pid"])
-        cpu = round(sampler.cpu.get(pid, float("nan")), 2)
-        workers.append(WorkerCpu(pid=pid, cpu_s=cpu, threads=_rounded(saved["threads"])))
+        workers.append(
+            WorkerCpu(
+                pid=int(saved["pid"]),
+                cpu_s=round(float(saved["cpu_s"]), 2),
+                threads=_rounded(saved["threads"]),
+            )
+        )
     accounted = report.cpu_self_s + report.cpu_children_s + (nginx or 0.0)
     return CpuRow(
         mode=mode.name,
