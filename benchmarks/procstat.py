@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 TICK = float(os.sysconf("SC_CLK_TCK"))
@@ -22,11 +23,16 @@ PROC = Path("/proc")
 
 
 def machine_cpu() -> tuple[float, float]:
-    """(busy, idle) CPU seconds of the whole machine since boot, summed over its cores."""
+    """(busy, steal) CPU seconds of the whole machine since boot, summed over its cores.
+
+    Busy is user, nice, system, irq and softirq time; steal (a virtual machine's cores
+    taken by its host) is neither busy nor idle here.
+    """
     with open(PROC / "stat") as handle:
-        fields = [int(n) for n in handle.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / TICK, idle / TICK
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (
+            int(n) for n in handle.readline().split()[1:9]
+        )
+    return (user + nice + system + irq + softirq) / TICK, steal / TICK
 
 
 def _stat(path: Path) -> list[str] | None:
@@ -44,15 +50,33 @@ def process_cpu(pid: int) -> float | None:
     return None if fields is None else (int(fields[11]) + int(fields[12])) / TICK
 
 
-def parents() -> dict[int, int]:
-    """pid -> parent pid of every process on the machine."""
-    table: dict[int, int] = {}
+@dataclass(frozen=True, slots=True)
+class Proc:
+    ppid: int
+    cpu: float  # user+system seconds
+    name: str  # the kernel's comm (a kernel worker's changes with its work)
+    started: int  # clock ticks after boot: with the pid, which process this is
+
+
+def snapshot() -> dict[int, Proc]:
+    """Every process on the machine."""
+    table: dict[int, Proc] = {}
     for entry in os.scandir(PROC):
         if entry.name.isdigit():
-            fields = _stat(Path(entry.path) / "stat")
-            if fields is not None:
-                table[int(entry.name)] = int(fields[1])
+            try:
+                text = (Path(entry.path) / "stat").read_text()
+            except OSError:
+                continue
+            fields = text[text.rindex(")") + 2 :].split()
+            name = text[text.index("(") + 1 : text.rindex(")")]
+            cpu = (int(fields[11]) + int(fields[12])) / TICK
+            table[int(entry.name)] = Proc(int(fields[1]), cpu, name, int(fields[19]))
     return table
+
+
+def parents() -> dict[int, int]:
+    """pid -> parent pid of every process on the machine."""
+    return {pid: proc.ppid for pid, proc in snapshot().items()}
 
 
 def descendants(root: int, table: dict[int, int] | None = None) -> list[int]:
@@ -69,14 +93,6 @@ def descendants(root: int, table: dict[int, int] | None = None) -> list[int]:
     return found
 
 
-def cmdline(pid: int) -> str:
-    try:
-        raw = (PROC / str(pid) / "cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
-
-
 def tree_cpu(roots: Iterable[int]) -> float:
     """CPU seconds of the live processes *roots* and everything below them."""
     table = parents()
@@ -90,6 +106,64 @@ def memory_kib(field_name: str, pid: int | str = "self") -> int:
         if line.startswith(field_name + ":"):
             return int(line.split()[1])
     return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What the machine spent between two looks, in CPU seconds, besides this process tree."""
+
+    busy: float  # the whole machine (see machine_cpu)
+    steal: float
+    harness: float  # this process
+    others: float  # user-space processes outside this process's tree
+    kernel: float  # kernel threads (kworker, ksoftirqd, ...)
+    top: tuple[tuple[str, float], ...]  # the largest of the others and kernel threads
+
+
+class Watch:
+    """Started before a run, :meth:`stop` after it: a :class:`Window`.
+
+    Processes outside this one's tree count from their first look (or from their start,
+    if they began during the run); one that both began and ended during the run is not
+    seen, and its CPU stays in the machine's busy time only.
+    """
+
+    def __init__(self) -> None:
+        self._machine = machine_cpu()
+        self._procs = snapshot()
+
+    def stop(self) -> Window:
+        busy, steal = machine_cpu()
+        procs = snapshot()
+        me = os.getpid()
+        ours = {me, *descendants(me, {p: v.ppid for p, v in procs.items()})}
+        ours |= {me, *descendants(me, {p: v.ppid for p, v in self._procs.items()})}
+        others = kernel = 0.0
+        spent: dict[str, float] = {}
+        for pid, proc in procs.items():
+            if pid in ours:
+                continue
+            before = self._procs.get(pid)
+            same = before is not None and before.started == proc.started
+            delta = proc.cpu - (before.cpu if before is not None and same else 0.0)
+            if delta <= 0:
+                continue
+            if pid == 2 or proc.ppid == 2:  # kthreadd and its kernel threads
+                kernel += delta
+            else:
+                others += delta
+            name = proc.name.split("-")[0] if proc.ppid == 2 else proc.name  # kworker/0:1
+            spent[name] = spent.get(name, 0.0) + delta
+        harness = procs[me].cpu - self._procs[me].cpu if me in self._procs else 0.0
+        top = sorted(spent.items(), key=lambda kv: -kv[1])[:3]
+        return Window(
+            busy=busy - self._machine[0],
+            steal=steal - self._machine[1],
+            harness=harness,
+            others=others,
+            kernel=kernel,
+            top=tuple((name, round(cpu, 2)) for name, cpu in top),
+        )
 
 
 def wait_quiet(limit: float, patience: float, window: float = 0.5) -> float:
