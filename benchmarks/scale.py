@@ -130,6 +130,8 @@ class Summary:
     busy_cores: float | None = None  # the machine's (all processes, irq; not steal)
     steal_s: float | None = None
     others_cpu_s: float | None = None  # the most that other processes took in one run
+    others_s: tuple[float, ...] = ()  # what they took in each run (as walls_s)
+    steals_s: tuple[float, ...] = ()
     speed_up: float | None = None  # threads only's wall time / this one's
     verified: bool = False
 
@@ -160,6 +162,8 @@ class Row:
             busy_cores=round(statistics.median(r.window.busy / r.wall for r in self.runs), 2),
             steal_s=round(statistics.median(r.window.steal for r in self.runs), 2),
             others_cpu_s=round(max(r.window.others for r in self.runs), 2),
+            others_s=tuple(round(r.window.others, 2) for r in self.runs),
+            steals_s=tuple(round(r.window.steal, 2) for r in self.runs),
             speed_up=round(base / wall, 2) if base else None,
             verified=True,
         )
