@@ -618,11 +618,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add = parser.add_argument
     add("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     add("--reps", type=int, help="repetitions (median is shown); default 3, smoke 1")
+    add("--scenarios", default="small,many", help="throughput and cpu scenarios: small, many")
     add("-j", "--jobs", type=int, default=8, help="download threads per process")
     add("--processes", type=_ints, help="cluster sizes besides threads only (default 1,2)")
     add("--memory-lines", type=_ints, help="list lengths, memory part (default 100000,1000000)")
     add("--memory-processes", type=int, default=2, help="cluster size in the memory part")
-    add("--quiet", type=float, default=0.15, help="cores of other load a run waits to fall under")
+    add("--quiet", type=float, default=0.05, help="cores of other load a run waits to fall under")
     add("--patience", type=float, default=300.0, help="seconds a run waits for that at most")
     add("--tries", type=int, default=4, help="runs at most, while other load disturbs them")
     add("--disk", type=Path, help="download to this folder on disk instead of /dev/shm")
@@ -637,6 +638,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:
         parser.error(f"unknown part {unknown[0]!r}; choose from {', '.join(PARTS)}")
+    known = set(FULL) - {"one"}
+    if not set(args.scenarios.split(",")) <= known:
+        parser.error(f"--scenarios: choose from {', '.join(sorted(known))}")
     args.reps = args.reps or (1 if args.smoke else 3)
     args.processes = args.processes or ([2] if args.smoke else [1, 2])
     args.memory_lines = args.memory_lines or list(
@@ -661,7 +665,7 @@ def start_server(
 
 def run_parts(bench: Bench, report: Report, table_: dict[str, Scenario]) -> None:
     parts = bench.args.parts
-    heavy = [s for s in table_.values() if s.name != "one"]
+    heavy = [table_[name] for name in bench.args.scenarios.split(",") if name in table_]
     if "throughput" in parts:
         for scenario in heavy:
             say(f"throughput: {scenario.label()}")
@@ -685,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.smoke or args.no_install):
         install_missing([], need_nginx=True)
     table_ = SMOKE if args.smoke else FULL
-    heavy = [s for s in table_.values() if s.name != "one"]
+    heavy = [table_[name] for name in args.scenarios.split(",") if name in table_]
     wanted = heavy if {"throughput", "cpu"} & set(args.parts) else []
     wanted += [table_["one"]] if "startup" in args.parts else []
     top = Path(tempfile.mkdtemp(prefix="pdl-scale-", dir=args.tmp))
