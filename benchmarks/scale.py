@@ -462,7 +462,8 @@ def memory(bench: Bench) -> list[MemoryResult]:
             handle.writelines(base + name + "\n" for name in tiny_names(n))
     out = bench.downloads / f"pdl-scale-{os.getpid()}-tiny"
     results = []
-    for mode in (Mode(bench.args.memory_processes), Mode(None)):
+    engines = [Mode(bench.args.memory_processes), Mode(None)]
+    for mode in engines[:1] if bench.args.memory_no_threads else engines:
         runs = []
         for n in lines:
             shutil.rmtree(out, ignore_errors=True)
@@ -623,6 +624,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--processes", type=_ints, help="cluster sizes besides threads only (default 1,2)")
     add("--memory-lines", type=_ints, help="list lengths, memory part (default 100000,1000000)")
     add("--memory-processes", type=int, default=2, help="cluster size in the memory part")
+    add("--memory-no-threads", action="store_true", help="memory part: the cluster only")
     add("--quiet", type=float, default=0.05, help="cores of other load a run waits to fall under")
     add("--patience", type=float, default=300.0, help="seconds a run waits for that at most")
     add("--tries", type=int, default=4, help="runs at most, while other load disturbs them")
