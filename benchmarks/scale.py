@@ -11,8 +11,10 @@ throughput: 2,000 x 16 KiB and 20,000 x 4 KiB files from nginx on 127.0.0.1, eac
   ``pdl fetch LIST -d OUT -q -j 8`` with threads only and with ``--processes N`` for each N
   of --processes (default 1,2), --reps times in a rotating order. Median wall time,
   files/s, CPU s (user+sys of pdl and all its processes, os.wait4), nginx's CPU s, the
-  machine's busy cores during the run, and the load of anything else just before it
-  (each run waits, up to --patience s, for the machine to fall under --quiet cores).
+  machine's busy cores during the run (/proc/stat: user, system, irq; not steal, the
+  time the host of a virtual machine took), steal, and the CPU other processes took.
+  Each run waits (up to --patience s) for other load under --quiet cores, and is run
+  again (up to --tries runs) if other processes took more than that meanwhile.
   Every file is checked: name, size and sha256.
 startup: the same modes for one 16 KiB file: the fixed cost of a local cluster.
 cpu: one more run of each throughput scenario and mode, the reading process started by
@@ -24,7 +26,9 @@ cpu: one more run of each throughput scenario and mode, the reading process star
 memory: the peak memory (VmHWM) of the reading process alone (its worker processes are
   other processes) for lists of N lines (--memory-lines) of ``/tiny/fNNNNNNN`` URLs that
   nginx answers with one byte, with ``--processes 2`` and with threads only; per entry
-  as the slope between the smallest and the largest list.
+  as the slope between the smallest and the largest list. Every entry is checked (ok,
+  and exactly the list's names in the folder, each of 1 byte). A local cluster's
+  scheduler runs in the reading process, so its memory is in the figure.
 
 Downloads go to /dev/shm unless --disk DIR. Progress goes to stderr; the tables (or
 --json) to stdout.
