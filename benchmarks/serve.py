@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -44,10 +45,15 @@ def wait_listening(port: int, timeout: float = 10.0) -> None:
             time.sleep(0.02)
 
 
-def nginx_conf(root: Path, work: Path, port: int, scenarios: list[Scenario]) -> str:
+def nginx_conf(
+    root: Path, work: Path, port: int, scenarios: list[Scenario], tiny: bool = False
+) -> str:
+    """The config; with *tiny*, ``/tiny/ANYTHING`` answers a 1-byte body ``x`` (no files)."""
     caps = "".join(
         f"        location /{s.name}/ {{ limit_rate {s.rate}; }}\n" for s in scenarios if s.rate
     )
+    if tiny:
+        caps += '        location /tiny/ { return 200 "x"; }\n'
     temps = "".join(
         f"    {kind}_temp_path {work / kind};\n"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -81,13 +87,15 @@ class Nginx:
 
     name = "nginx"
 
-    def __init__(self, root: Path, work: Path, scenarios: list[Scenario]) -> None:
+    def __init__(
+        self, root: Path, work: Path, scenarios: list[Scenario], *, tiny: bool = False
+    ) -> None:
         work.mkdir(parents=True, exist_ok=True)
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         conf, pid = work / "nginx.conf", work / "nginx.pid"
         for _attempt in range(3):  # the free port may be taken before nginx binds it
             self.port = free_port()
-            conf.write_text(nginx_conf(root, work, self.port, scenarios))
+            conf.write_text(nginx_conf(root, work, self.port, scenarios, tiny))
             pid.unlink(missing_ok=True)
             self._proc = subprocess.Popen(
                 [binary, "-p", str(work), "-c", str(conf)], stdin=subprocess.DEVNULL
@@ -97,6 +105,11 @@ class Nginx:
             self.stop()
         log = (work / "error.log").read_text() if (work / "error.log").exists() else ""
         raise SystemExit(f"nginx did not start:\n{log}")
+
+    @property
+    def pid(self) -> int:
+        """The master process (its workers are its children)."""
+        return self._proc.pid
 
     def _started(self, pid: Path, timeout: float = 10.0) -> bool:
         """nginx writes its pid file once it listens; until then, or if it exits, wait or fail."""
@@ -123,7 +136,8 @@ class Fallback:
 
     name = "test server (no nginx)"
 
-    def __init__(self, root: Path, scenarios: list[Scenario]) -> None:
+    def __init__(self, root: Path, scenarios: list[Scenario], tiny: Iterable[str] = ()) -> None:
+        """*tiny*: names served as ``/tiny/NAME`` with the body ``x``, as nginx's ``tiny``."""
         from tests.server import FaultServer
 
         self._server = FaultServer()
@@ -131,6 +145,8 @@ class Fallback:
             for name in scenario.names():
                 path = f"/{scenario.name}/{name}"
                 self._server.add(path, (root / scenario.name / name).read_bytes())
+        for name in tiny:
+            self._server.add(f"/tiny/{name}", b"x")
         self.port = self._server.port
 
     def stop(self) -> None:

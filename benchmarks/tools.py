@@ -230,13 +230,18 @@ TOOLS: dict[str, Tool] = {
 }
 
 
-def pdl_at(root: Path, name: str = "pdl", jobs: int | None = None) -> Tool:
-    """pdl as found in the checkout *root*; with *jobs*, at that ``-j`` instead of the run's."""
+def pdl_at(
+    root: Path, name: str = "pdl", jobs: int | None = None, extra: tuple[str, ...] = ()
+) -> Tool:
+    """pdl as found in the checkout *root*; with *jobs*, at that ``-j`` instead of the run's;
+    *extra* options after the usual ones (e.g. ``("--processes", "2")``)."""
     tool = dataclasses.replace(TOOLS["pdl"], name=name, pdl_root=root.resolve())
-    if jobs is not None:
-        tool = dataclasses.replace(
-            tool, command=lambda job: _pdl(dataclasses.replace(job, jobs=jobs))
-        )
+    if jobs is not None or extra:
+
+        def command(job: Job) -> list[str]:
+            return [*_pdl(job if jobs is None else dataclasses.replace(job, jobs=jobs)), *extra]
+
+        tool = dataclasses.replace(tool, command=command)
     return tool
 
 

@@ -102,3 +102,36 @@ def test_bars_smoke(tmp_path: Path) -> None:
     modes = [line.split()[0] for line in done.stdout.splitlines()[2:4]]
     assert modes == ["--progress", "--no-progress"]
     assert "bars cost" in done.stdout and "one paint of 16 rows" in done.stdout
+
+
+SCALE = SCRIPT.parent / "scale.py"
+
+
+def test_scale_smoke(tmp_path: Path) -> None:
+    """Threads only against a local cluster of 2 processes, every part, tiny sizes: files check
+    out, the reading process's memory and the CPU of each worker process are reported."""
+    done = subprocess.run(
+        [sys.executable, str(SCALE), "--smoke", "--json", "--tmp", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    scenarios = [*report["throughput"], report["startup"]]
+    assert [s["name"] for s in scenarios] == ["small", "one"]
+    for scenario in scenarios:
+        modes = [(row["mode"], row["status"], row["verified"]) for row in scenario["rows"]]
+        assert modes == [("threads", "ok", True), ("--processes 2", "ok", True)]
+        assert all(row["wall_s"] > 0 and row["cpu_s"] > 0 for row in scenario["rows"])
+    assert set(report["startup_cost_s"]) == {"--processes 2"}
+    [cpu] = report["cpu"]
+    threads, cluster = cpu["rows"]
+    assert threads["workers"] == [] and threads["children_cpu_s"] < 0.5
+    assert len(cluster["workers"]) == 2 and cluster["children_cpu_s"] > 0
+    assert [engine["mode"] for engine in report["memory"]] == ["--processes 2", "threads"]
+    for engine in report["memory"]:
+        assert [run["lines"] for run in engine["runs"]] == [100, 300]
+        assert all(run["vm_hwm_kib"] > 10_000 for run in engine["runs"])
+        assert engine["bytes_per_entry"] is not None
+    assert list(tmp_path.iterdir()) == []  # corpora, lists and downloads are cleaned up
