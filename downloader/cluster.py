@@ -46,7 +46,15 @@ from .progress import Reporter, TransferProgress
 from .results import Report, Result, Status, Tally
 from .transfer import Job
 from .urllist import Item
-from .worker import RunSpec, cancel_run, check_dest, close_run, from_wire, run_chunk
+from .worker import (
+    RunSpec,
+    cancel_run,
+    check_dest,
+    close_run,
+    from_wire,
+    job_to_wire,
+    run_chunk,
+)
 
 if TYPE_CHECKING:
     import distributed
@@ -72,6 +80,14 @@ LOST_AFTER = 10.0
 CLOSE_WAIT = 5.0
 """Seconds to wait for the workers to close the run at its end."""
 MAX_PROCESSES = 256
+LOCAL_CONFIG = {
+    # No sampling profiler walking every thread's stack a hundred times a second.
+    "distributed.worker.profile.enabled": False,
+    # The scheduler (in this process) keeps up to this many of each log, events
+    # included: at Dask's 1,000, the result batches alone held some 50 MiB.
+    "distributed.admin.low-level-log-length": 20,
+}
+"""Dask settings of the local cluster of ``--processes`` (an existing one keeps its own)."""
 
 
 class ClusterLost(PdlError):
@@ -278,7 +294,10 @@ class ClusterRun:
                 "--scheduler and --processes need Dask: pip install 'pdl[dask]'"
             ) from None
         if self.spec.processes is not None:
-            with _sigint_ignored():  # inherited by the worker processes as they start
+            import dask
+
+            # inherited by the worker processes as they start (config and SIGINT)
+            with dask.config.set(LOCAL_CONFIG), _sigint_ignored():
                 self._cluster = distributed.LocalCluster(
                     n_workers=self.spec.processes,
                     threads_per_worker=THREADS_PER_PROCESS,
@@ -288,6 +307,7 @@ class ClusterRun:
                     # The scheduler serves its HTTP routes anyway, by default on :8787;
                     # a random local port lets two runs start side by side.
                     scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                    memory_limit=0,  # no memory monitor polling /proc ten times a second
                     silence_logs=logging.ERROR,
                     preload=[worker.__name__],  # dask_setup: so do the ones restarted later
                 )
@@ -382,8 +402,9 @@ class ClusterRun:
         self._chunks += 1
         for index, job in chunk:
             self._waiting[index] = job
+        rows = [job_to_wire(index, job) for index, job in chunk]
         future = self._client.submit(
-            run_chunk, self._spec, chunk, key=f"pdl-{self.run_id}-{chunk_id}", pure=False
+            run_chunk, self._spec, rows, key=f"pdl-{self.run_id}-{chunk_id}", pure=False
         )
         self._inflight[chunk_id] = (future, [index for index, _ in chunk])
         future.add_done_callback(lambda f: self._inbox.put(("done", chunk_id)))

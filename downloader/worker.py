@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 from .cancel import CancelToken
 from .engine import Engine
 from .naming import display
-from .options import Options
+from .options import Checksum, EntryOptions, Options
 from .progress import NullReporter, TransferProgress
 from .results import Result, Status, Tally
 from .transfer import Job
+from .urllist import Entry
 
 if TYPE_CHECKING:
     from concurrent.futures import Future as ThreadFuture
@@ -43,6 +44,27 @@ IDLE_CLOSE = 600.0
 
 
 # -- results on the wire (Dask events carry only msgpack-able values) ----------
+
+
+JobRow = tuple[int, str, tuple[str, ...], str | None, str | None]
+"""A job as it travels: index, URL, relative path, checksum algorithm and digest."""
+
+
+def job_to_wire(index: int, job: Job) -> JobRow:
+    """Plain values: the scheduler unpickles every chunk, and dataclasses cost it dearly."""
+    assert job.rel is not None  # names from the server never reach a cluster
+    checksum = job.entry.options.checksum
+    if checksum is None:
+        return (index, job.entry.url, job.rel, None, None)
+    return (index, job.entry.url, job.rel, checksum.algorithm, checksum.hexdigest)
+
+
+def job_from_wire(row: JobRow) -> Job:
+    """The job a worker runs: what a download needs (the reader keeps the rest)."""
+    _, url, rel, algorithm, hexdigest = row
+    checksum = Checksum(algorithm, hexdigest) if algorithm and hexdigest else None
+    entry = Entry(url=url, options=EntryOptions(checksum=checksum))
+    return Job(entry=entry, rel=rel, fallback=rel)
 
 
 def to_wire(index: int, result: Result) -> list[Any]:
@@ -223,12 +245,13 @@ def _enter_run(spec: RunSpec) -> _WorkerRun:
     return run
 
 
-def run_chunk(spec: RunSpec, chunk: list[tuple[int, Job]]) -> list[list[Any]]:
+def run_chunk(spec: RunSpec, chunk: list[JobRow]) -> list[list[Any]]:
     """The Dask task: download one chunk on this worker's engine; a row per entry."""
     run = _enter_run(spec)
     try:
         futures = []
-        for index, job in chunk:
+        for row in chunk:
+            index, job = row[0], job_from_wire(row)
             if run.cancel.is_set():
                 break  # the run was stopped (Ctrl-C) before this chunk got here
             try:
