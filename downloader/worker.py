@@ -43,7 +43,7 @@ IDLE_CLOSE = 600.0
 """A worker drops a run whose reader vanished after this long without a chunk."""
 
 
-# -- results on the wire (Dask events carry only msgpack-able values) ----------
+# -- what travels: plain values (events must be msgpack-able; the scheduler unpickles tasks)
 
 
 JobRow = tuple[int, str, tuple[str, ...], str | None, str | None]
