@@ -330,7 +330,10 @@ class ClusterRun:
         dest = str(self.options.dest.resolve())
         probe = f".pdl-probe-{self.run_id}"
         probe_path = Path(dest, probe)
-        probe_path.touch()
+        try:
+            probe_path.touch()
+        except OSError as exc:
+            raise UsageError(f"cannot write in --dir {dest}: {exc.strerror or exc}") from None
         try:
             answers = client.run(check_dest, dest, probe)
         except Exception as exc:  # e.g. a worker without pdl installed
