@@ -1,8 +1,9 @@
 """The engine: names in list order, a bounded thread pool, one HTTP client per worker thread.
 
-This is the only module that knows about threads. Items are read lazily; at
-most ``2 * jobs`` downloads are submitted and not yet finished, so a list of
-millions of lines never becomes millions of futures.
+This is the only module that runs downloads on threads (the bar painter, a
+cluster worker's relay and the cluster's bounded calls have one thread each).
+Items are read lazily; at most ``2 * jobs`` downloads are submitted and not yet
+finished, so a list of millions of lines never becomes millions of futures.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class Engine:
     """Runs downloads on a bounded thread pool, one HTTP client per worker thread.
 
     :meth:`run` is a whole run: read items, decide names, download, record. A
-    worker process of a cluster (:mod:`downloader.cluster`) keeps one engine for
+    worker process of a cluster (:mod:`downloader.worker`) keeps one engine for
     the run and feeds it the jobs of each chunk with :meth:`submit`.
     """
 
