@@ -608,3 +608,16 @@ def test_the_list_streams_to_the_cluster_with_a_bounded_number_in_flight(
     in_flight = 2 * 2 * cluster.nthreads  # two chunks per worker thread, two workers
     assert max(behind) <= (in_flight + 1) * chunk_size(2), "the list was read ahead unbounded"
     assert min(behind[:10]) < 600, "downloads began before the whole list was read"
+
+
+def test_a_shard_on_the_cluster_is_the_same_part(
+    cluster: DaskCluster, server: FaultServer, tmp_path: Path
+) -> None:
+    listing = mixed_list(server, tmp_path)
+    here = pdl(str(listing), "-d", str(tmp_path / "here"), "--shard", "2/3", "--json")
+    there = pdl(str(listing), "-d", str(tmp_path / "there"), "--shard", "2/3", "--json",
+                "--scheduler", cluster.address)  # fmt: skip
+    assert here.returncode == there.returncode, there.stderr
+    assert tree(tmp_path / "there") == tree(tmp_path / "here") != {}
+    ours, theirs = lines_by_source(here.stdout), lines_by_source(there.stdout)
+    assert sorted(theirs) == sorted(ours)
