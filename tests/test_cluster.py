@@ -460,7 +460,8 @@ def paced_files(
     return listing, bodies
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
+def spawn(*args: str, session: bool = False) -> subprocess.Popen[str]:
+    """``pdl fetch ARGS`` in the background; ``session``: in a process group of its own."""
     env = {**os.environ, "NO_PROXY": "*"}
     return subprocess.Popen(
         [sys.executable, "-m", "downloader", "fetch", *args],
@@ -468,7 +469,34 @@ def spawn(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=session,
     )
+
+
+def kept_prefixes(dest: Path, bodies: dict[str, bytes]) -> dict[str, int]:
+    """Bytes kept of each file (final or ``.part``), each checked to be the file's first bytes."""
+    kept = {}
+    for name, body in bodies.items():
+        final, part = dest / name, dest / f"{name}.part"
+        data = final.read_bytes() if final.exists() else part.read_bytes() if part.exists() else b""
+        assert data == body[: len(data)], f"{name}: what is kept is the file's first bytes"
+        kept[name] = len(data)
+    return kept
+
+
+def assert_rerun_fetches_only_the_rest(
+    server: FaultServer, listing: Path, dest: Path, bodies: dict[str, bytes], kept: dict[str, int]
+) -> None:
+    """A re-run in one process, at full speed: exact files, and only the missing bytes sent."""
+    wait_until(lambda: server.active_connections() == 0, 20)
+    for i, (name, body) in enumerate(bodies.items()):  # the same files (and ETags), unpaced
+        server.add(f"/{i}/{name}", body)
+    server.clear_requests()
+    rerun = pdl(str(listing), "-d", str(dest), "-j", "4")
+    assert rerun.returncode == 0, rerun.stderr
+    assert tree(dest) == bodies
+    missing = sum(len(body) - kept[name] for name, body in bodies.items())
+    assert server.bytes_sent() == missing, "the re-run fetched only what was missing"
 
 
 @pytest.mark.slow
@@ -522,23 +550,9 @@ def test_a_lost_scheduler_is_a_clear_error_that_keeps_the_partials(
     assert "Partial files are kept: run the same command again" in err
     assert "Traceback" not in err, err
 
-    kept = {}
-    for name, body in bodies.items():
-        final, part = dest / name, dest / f"{name}.part"
-        data = final.read_bytes() if final.exists() else part.read_bytes() if part.exists() else b""
-        assert data == body[: len(data)], f"{name}: what is kept is the file's first bytes"
-        kept[name] = len(data)
+    kept = kept_prefixes(dest, bodies)
     assert sum(kept.values()) < sum(map(len, bodies.values())), "the run was cut short"
-
-    wait_until(lambda: server.active_connections() == 0, 20)
-    for i, (name, body) in enumerate(bodies.items()):  # the same files (and ETags), at full speed
-        server.add(f"/{i}/{name}", body)
-    server.clear_requests()
-    rerun = pdl(str(listing), "-d", str(dest), "-j", "4")
-    assert rerun.returncode == 0, rerun.stderr
-    assert tree(dest) == bodies
-    missing = sum(len(body) - kept[name] for name, body in bodies.items())
-    assert server.bytes_sent() == missing, "the re-run fetched only what was missing"
+    assert_rerun_fetches_only_the_rest(server, listing, dest, bodies, kept)
 
 
 @pytest.mark.slow
@@ -548,13 +562,7 @@ def test_ctrl_c_in_a_terminal_stops_the_local_cluster_and_keeps_the_partials(
     """A terminal's Ctrl-C reaches the whole process group, the worker processes too."""
     listing, bodies = paced_files(server, tmp_path, 12, rate=200_000)
     dest = tmp_path / "dl"
-    env = {**os.environ, "NO_PROXY": "*"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "downloader", "fetch", str(listing), "-d", str(dest),
-         "-j", "3", "--processes", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        start_new_session=True,
-    )  # fmt: skip
+    proc = spawn(str(listing), "-d", str(dest), "-j", "3", "--processes", "2", session=True)
     try:
         wait_until(lambda: server.bytes_sent() >= 300_000 or proc.poll() is not None, 60)
         os.killpg(proc.pid, signal.SIGINT)
@@ -565,22 +573,9 @@ def test_ctrl_c_in_a_terminal_stops_the_local_cluster_and_keeps_the_partials(
     assert proc.returncode == 130, err
     assert "pdl: interrupted" in err
     assert "Traceback" not in err, err
-    kept = {}
-    for name, body in bodies.items():
-        final, part = dest / name, dest / f"{name}.part"
-        data = final.read_bytes() if final.exists() else part.read_bytes() if part.exists() else b""
-        assert data == body[: len(data)], f"{name}: what is kept is the file's first bytes"
-        kept[name] = len(data)
+    kept = kept_prefixes(dest, bodies)
     assert any(dest.glob("*.part")), "the running downloads kept their partial files"
-
-    wait_until(lambda: server.active_connections() == 0, 20)
-    for i, (name, body) in enumerate(bodies.items()):
-        server.add(f"/{i}/{name}", body)
-    server.clear_requests()
-    rerun = pdl(str(listing), "-d", str(dest), "-j", "4")
-    assert rerun.returncode == 0, rerun.stderr
-    assert tree(dest) == bodies
-    assert server.bytes_sent() == sum(len(b) - kept[n] for n, b in bodies.items())
+    assert_rerun_fetches_only_the_rest(server, listing, dest, bodies, kept)
 
 
 def test_the_list_streams_to_the_cluster_with_a_bounded_number_in_flight(
