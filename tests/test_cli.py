@@ -225,6 +225,7 @@ def test_progress_forced_on_writes_bars_to_stderr_only(server: FaultServer, dest
     result = pdl("fetch", "--progress", "-d", str(dest), server.url("/a.txt"))
     assert result.exit_code == 0
     assert result.stdout == f"{dest / 'a.txt'}\n"
+    assert (dest / "a.txt").read_bytes() == b"a" * 100_000
     assert "total" in result.stderr and "files" in result.stderr
 
 
@@ -342,6 +343,7 @@ def test_a_piped_url_starts_before_the_next_line_arrives(server: FaultServer, de
     finally:
         proc.kill()
     assert proc.returncode == 0
+    assert (dest / "first.bin").read_bytes() == b"1"
 
 
 # -- shell habits: environment variables, completion, examples -------------------------------

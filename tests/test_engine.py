@@ -46,7 +46,9 @@ def test_reuses_connections_per_worker(server: FaultServer, dest: Path) -> None:
         server.add(f"/f{i}", b"y" * 5000)
     report = fetch([server.url(f"/f{i}") for i in range(30)], dest=dest, jobs=3)
     assert report.counts.ok == 30
-    assert server.connections_opened <= 3
+    assert all((dest / f"f{i}").read_bytes() == b"y" * 5000 for i in range(30))
+    assert len(server.requests_for("/f0")) == 1  # a request per file, on few connections
+    assert 1 <= server.connections_opened <= 3
 
 
 def test_list_is_consumed_lazily_with_bounded_submission(server: FaultServer, dest: Path) -> None:

@@ -79,6 +79,7 @@ def test_nothing_failed_leaves_a_file_without_entries(server: FaultServer, tmp_p
     failed = tmp_path / "failed.txt"
     failed.write_text("http://127.0.0.1:9/from-an-older-run\n")
     assert fetch([server.url("/a")], dest=tmp_path / "d", failed=failed).counts.ok == 1
+    assert (tmp_path / "d" / "a").read_bytes() == b"a"
     assert [ln for ln in failed.read_text().splitlines() if not ln.startswith("#")] == []
 
 

@@ -82,6 +82,7 @@ def test_out_and_dir_never_leave_dest(server: FaultServer, tmp_path: Path, key: 
     for result in report.results:
         if result.status is Status.OK:
             assert result.path and Path(result.path).resolve().is_relative_to(dest.resolve())
+            assert Path(result.path).read_bytes() == b"a"  # really downloaded, inside
         else:  # refused as a bad line, with the reason
             assert result.error and ("relative" in result.error or "'..'" in result.error)
     for path in dest.rglob("*"):

@@ -71,3 +71,4 @@ def test_insecure_from_the_api_raises_no_warning(https: FaultServer, dest: Path)
     https.add("/a.bin", b"a")
     report = fetch([https.url("/a.bin")] * 1, dest=dest, insecure=True, retry_wait=0)
     assert report.counts.ok == 1
+    assert (dest / "a.bin").read_bytes() == b"a" and len(https.requests_for("/a.bin")) == 1
