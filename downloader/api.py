@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-
-import urllib3.exceptions
 
 from .cancel import CancelToken
 from .cluster import ClusterLost, ClusterRun, ClusterSpec
@@ -19,6 +15,7 @@ from .failed import FailedWriter
 from .options import (
     DEFAULT_SPLIT_MIN_SIZE,
     DEFAULT_USER_AGENT,
+    HttpVersion,
     OnExist,
     Options,
     Shard,
@@ -52,15 +49,11 @@ def _headers(
     return tuple(h if isinstance(h, tuple) else parse_header(h) for h in headers)
 
 
-@contextlib.contextmanager
-def _quiet_insecure(insecure: bool) -> Iterator[None]:
-    """With ``insecure``, no urllib3 warning per request for the run (the CLI warns once)."""
-    if not insecure:
-        yield
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-        yield
+def _http_version(value: HttpVersion | str) -> HttpVersion:
+    try:
+        return HttpVersion(str(value))
+    except ValueError:
+        raise UsageError(f"http must be 1.1, 2 or 3, not {value!r}") from None
 
 
 def fetch(
@@ -68,9 +61,13 @@ def fetch(
     *,
     dest: str | Path = ".",
     jobs: int = 8,
+    threads: int | None = None,
+    http: HttpVersion | str = HttpVersion.HTTP2,
     retries: int = 5,
     retry_wait: float = 1.0,
     timeout: float = 30.0,
+    speed_limit: int | str | None = None,
+    speed_time: float = 30.0,
     on_exist: OnExist | str = OnExist.SKIP,
     resume: bool = True,
     content_disposition: bool = False,
@@ -105,6 +102,9 @@ def fetch(
     entry to stdout, ``progress=True`` draws bars on stderr, ``verbose=True``
     reports failures, retries and resumes on stderr, ``quiet=True`` silences
     stderr; ``no_resume=True`` is ``resume=False``, as on the command line.
+    ``threads`` lanes carry the ``jobs`` downloads (default: the CPUs, at most ``jobs``);
+    ``http`` is the highest HTTP version (``"1.1"``, ``"2"``, ``"3"``); a transfer slower
+    than ``speed_limit`` bytes a second for ``speed_time`` seconds fails its attempt.
     ``limit_rate`` (bytes a second, or ``"500K"``) caps the total rate, ``per_host``
     the transfers to one host at a time, and ``split`` the ranged connections of one
     file of at least ``split_min_size`` bytes (or ``"32M"``).
@@ -127,9 +127,13 @@ def fetch(
     options = Options(
         dest=Path(dest),
         jobs=jobs,
+        threads=threads,
+        http=_http_version(http),
         retries=retries,
         retry_wait=retry_wait,
         timeout=timeout,
+        speed_limit=parse_rate(speed_limit) if isinstance(speed_limit, str) else speed_limit,
+        speed_time=speed_time,
         on_exist=parse_on_exist(on_exist),
         resume=resume and not no_resume,
         content_disposition=content_disposition,
@@ -175,17 +179,16 @@ def fetch(
         reporter.run_started(options.jobs)
         cancel = cancel or CancelToken()
         items = unique(_items(urls))
-        with _quiet_insecure(options.insecure):
-            if cluster is not None and not dry_run:
-                remote = ClusterRun(cluster, options, reporter, cancel, tally)
-                try:
-                    interrupted = remote.run(items)
-                except ClusterLost as exc:
-                    exc.report = tally.report(time.monotonic() - started, interrupted=False)
-                    reporter.run_finished(exc.report)
-                    raise
-            else:
-                interrupted = Engine(options, reporter, cancel, tally).run(items)
+        if cluster is not None and not dry_run:
+            remote = ClusterRun(cluster, options, reporter, cancel, tally)
+            try:
+                interrupted = remote.run(items)
+            except ClusterLost as exc:
+                exc.report = tally.report(time.monotonic() - started, interrupted=False)
+                reporter.run_finished(exc.report)
+                raise
+        else:
+            interrupted = Engine(options, reporter, cancel, tally).run(items)
         report = tally.report(time.monotonic() - started, interrupted)
         reporter.run_finished(report)
     except BaseException:

@@ -16,6 +16,7 @@ from .options import (
     DEFAULT_USER_AGENT,
     MAX_JOBS,
     MAX_SPLIT,
+    HttpVersion,
     OnExist,
     Shard,
     parse_header,
@@ -122,7 +123,39 @@ JOBS = option(
     type=click.IntRange(1, MAX_JOBS),
     default=8,
     show_default=True,
-    help="Downloads at the same time (worker threads).",
+    help="Downloads at the same time.",
+)
+THREADS = option(
+    "--threads",
+    type=click.IntRange(1, MAX_JOBS),
+    show_default="the number of CPUs, at most -j",
+    help=(
+        "Worker threads that carry the downloads; each multiplexes its share of -j over"
+        " one libcurl multi handle (--threads equal to -j: one download per thread)."
+    ),
+)
+HTTP = option(
+    "--http",
+    type=click.Choice([v.value for v in HttpVersion]),
+    default="2",
+    show_default=True,
+    help=(
+        "Highest HTTP version: 2 = HTTP/2 over TLS where the server offers it, else 1.1;"
+        " 3 = try HTTP/3 (QUIC) first, falling back; 1.1 = never above 1.1."
+    ),
+)
+SPEED_LIMIT = option(
+    "--speed-limit",
+    type=SizeType(rate=True),
+    show_default="off",
+    help="A transfer slower than RATE bytes/s for --speed-time seconds fails its attempt.",
+)
+SPEED_TIME = option(
+    "--speed-time",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds a transfer may stay below --speed-limit before it is retried.",
 )
 DIR = option(
     "-d",
@@ -314,14 +347,29 @@ SHARD = option(
     help="Run only the K-th of N round-robin parts of the list, with the whole list's names.",
 )
 
-NETWORK_OPTIONS = [RETRIES, RETRY_WAIT, TIMEOUT, HEADER, USER_AGENT, INSECURE, CA_BUNDLE]
+NETWORK_OPTIONS = [
+    RETRIES,
+    RETRY_WAIT,
+    TIMEOUT,
+    HTTP,
+    SPEED_LIMIT,
+    SPEED_TIME,
+    HEADER,
+    USER_AGENT,
+    INSECURE,
+    CA_BUNDLE,
+]
 """Options of how to talk to servers: the same for fetch and tune."""
 FETCH_OPTIONS = [
     JOBS,
+    THREADS,
+    HTTP,
     DIR,
     RETRIES,
     RETRY_WAIT,
     TIMEOUT,
+    SPEED_LIMIT,
+    SPEED_TIME,
     ON_EXIST,
     RESUME,
     CONTENT_DISPOSITION,

@@ -1,36 +1,23 @@
-"""One worker's HTTP client, straight on urllib3: pools, proxies, TLS and redirects.
+"""What every request of a run shares, and the rules a redirect must keep (pure).
 
-pdl used ``requests`` here first. Profiled on many small files it spent about
-0.9 ms of Python per request (request preparation, hooks, cookie jars, header
-merging, ``typing.Protocol`` checks) against about 0.45 ms for the same
-request through urllib3, which requests is built on. Under the GIL that time is
-the ceiling of a whole run, so the hot path talks to urllib3 and does the few
-things pdl needs from requests itself: redirects (at most 10, http/https only,
-credentials dropped on a host change), URL credentials as Basic auth, proxies
-from the environment with ``no_proxy``, and the CA bundle.
+The transport is libcurl (:mod:`downloader.curl`). pdl follows redirects itself
+rather than with ``CURLOPT_FOLLOWLOCATION``: libcurl 8.23 drops ``Authorization``
+and ``Cookie`` on a redirect to another host but was seen sending ``X-Api-Key``
+and ``Proxy-Authorization`` on, and pdl sends no user header at all to another
+origin. So the next hop, and what may go with it, is decided here.
 """
 
 from __future__ import annotations
 
 import os
 import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
-import certifi
-import urllib3
-
 from .errors import TransferError
-from .wire import translated
+from .options import HttpVersion
 
 MAX_REDIRECTS = 10
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-SMALL_BODY = 64 * 1024
-"""A redirect or error body up to this size is read off so the connection is reused."""
-
-Response = urllib3.BaseHTTPResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +45,20 @@ class ProxyRoutes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientConfig:
-    """What every worker's client shares; built once per run."""
+    """What every transfer of a run shares; built once per run."""
 
     headers: tuple[tuple[str, str], ...]
+    """pdl's own request headers (User-Agent, Accept-Encoding, Accept)."""
+    user_headers: tuple[tuple[str, str], ...] = ()
+    """``-H``: sent to the entry's own origin only, never after a redirect elsewhere."""
     timeout: float
     verify: bool | str
     """True: the default CA bundle; False: no verification; a path: that bundle."""
     routes: ProxyRoutes = ProxyRoutes()
+    http: HttpVersion = HttpVersion.HTTP2
+    speed_limit: int | None = None
+    speed_time: float = 30.0
+    buffer_size: int = 256 * 1024
 
     @staticmethod
     def ca_setting(*, insecure: bool, ca_bundle: str | None) -> bool | str:
@@ -75,8 +69,17 @@ class ClientConfig:
             return ca_bundle
         return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
+    def request_headers(
+        self, extra: tuple[tuple[str, str], ...], *, own_origin: bool
+    ) -> list[tuple[str, str]]:
+        """The headers of one request; a later header replaces an earlier of its name."""
+        merged: dict[str, tuple[str, str]] = {}
+        for name, value in (*self.headers, *(self.user_headers if own_origin else ()), *extra):
+            merged[name.lower()] = (name, value)
+        return list(merged.values())
 
-def _split_credentials(url: str) -> tuple[str, str | None]:
+
+def split_credentials(url: str) -> tuple[str, str | None]:
     """``https://u:p@host/x`` -> (``https://host/x``, ``"u:p"``); userinfo is never sent as is."""
     parts = urlsplit(url)
     if "@" not in parts.netloc:
@@ -105,109 +108,19 @@ def keeps_credentials(old: str, new: str) -> bool:
     return was == ("http", now[1], 80) and now == ("https", was[1], 443)
 
 
-def finish(resp: Response, *, drain: bool = False) -> None:
-    """Give the connection back to its pool.
+def redirect_target(old: str, location: str) -> tuple[str, str | None]:
+    """Where a redirect from ``old`` goes: the URL without credentials, and its credentials.
 
-    A body read to its end has already given it back. With ``drain`` a small
-    unread body (a redirect's, an error page) is read off so the connection is
-    reused; otherwise an unfinished connection is closed, never reused mid-body.
+    Raises :class:`TransferError` (not retried) for a URL pdl must not follow.
     """
-    if drain and resp.length_remaining is not None and resp.length_remaining <= SMALL_BODY:
-        try:
-            resp.drain_conn()
-        except Exception:  # a broken body only costs the connection
-            resp.close()
-    else:
-        resp.close()
-    resp.release_conn()
-
-
-class Client:
-    """The connections of one worker thread (never shared between threads)."""
-
-    def __init__(self, config: ClientConfig) -> None:
-        self.config = config
-        self._headers = urllib3.HTTPHeaderDict()
-        for name, value in config.headers:  # a later header replaces an earlier of its name
-            self._headers[name] = value
-        self._timeout = urllib3.Timeout(connect=config.timeout, read=config.timeout)
-        self._tls: dict[str, Any] = {}
-        if config.verify is False:
-            self._tls = {"cert_reqs": "CERT_NONE"}
-        else:
-            bundle = certifi.where() if config.verify is True else config.verify
-            self._tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": bundle}
-        self._direct = urllib3.PoolManager(num_pools=4, maxsize=1, **self._tls)
-        self._proxied: dict[str, urllib3.ProxyManager] = {}
-
-    def _manager(self, url: str) -> urllib3.PoolManager:
-        proxy = self.config.routes.proxy_for(url)
-        if proxy is None:
-            return self._direct
-        manager = self._proxied.get(proxy)
-        if manager is None:
-            plain, credentials = _split_credentials(proxy)
-            headers = urllib3.make_headers(proxy_basic_auth=credentials) if credentials else None
-            manager = urllib3.ProxyManager(plain, proxy_headers=headers, maxsize=1, **self._tls)
-            self._proxied[proxy] = manager
-        return manager
-
-    def get(self, url: str, headers: Mapping[str, str]) -> Response:
-        """GET ``url``, following redirects; the caller reads the body and calls :func:`finish`.
-
-        Raises :class:`TransferError` for a connection failure, a redirect pdl must
-        not follow, or too many of them. Any status is returned, 3xx without a
-        Location included.
-        """
-        target, credentials = _split_credentials(url)
-        sent = urllib3.HTTPHeaderDict(self._headers)
-        for name, value in headers.items():
-            sent[name] = value  # replaces a header of any spelling
-        if credentials is not None and "Authorization" not in sent:
-            sent.update(urllib3.make_headers(basic_auth=credentials))
-        for _ in range(MAX_REDIRECTS + 1):
-            with translated(lambda: "while connecting"):
-                resp = self._manager(target).urlopen(
-                    "GET",
-                    target,
-                    headers=sent,
-                    redirect=False,
-                    retries=False,
-                    preload_content=False,
-                    decode_content=False,
-                    timeout=self._timeout,
-                )
-            location = resp.headers.get("Location")
-            if resp.status not in REDIRECT_STATUSES or not location:
-                return resp
-            finish(resp, drain=True)
-            target, sent = self._redirected(target, location, sent)
-        raise TransferError(f"too many redirects (more than {MAX_REDIRECTS})", retryable=False)
-
-    @staticmethod
-    def _redirected(
-        old: str, location: str, sent: urllib3.HTTPHeaderDict
-    ) -> tuple[str, urllib3.HTTPHeaderDict]:
-        try:
-            new, credentials = _split_credentials(urljoin(old, location))
-            scheme, port = urlsplit(new).scheme, urlsplit(new).port
-        except ValueError:  # a bad port or a broken IPv6 literal
-            raise TransferError("redirect to a malformed URL", retryable=False) from None
-        if scheme not in ("http", "https") or port == 0:
-            shown = location if "@" not in location else f"{scheme}://***"
-            raise TransferError(f"redirect to a URL pdl cannot fetch: {shown}", retryable=False)
-        sent = urllib3.HTTPHeaderDict(sent)
-        if not keeps_credentials(old, new) or credentials is not None:
-            sent.discard("Authorization")
-        if credentials is not None:
-            sent.update(urllib3.make_headers(basic_auth=credentials))
-        return new, sent
-
-    def close(self) -> None:
-        """Close every connection now (urllib3 2 otherwise leaves it to garbage collection)."""
-        for manager in (self._direct, *self._proxied.values()):
-            for key in list(manager.pools.keys()):
-                pool = manager.pools.get(key)
-                if pool is not None:
-                    pool.close()
-            manager.clear()
+    try:
+        new, credentials = split_credentials(urljoin(old, location))
+        parts = urlsplit(new)
+        scheme, port, host = parts.scheme, parts.port, parts.hostname
+    except ValueError:  # a bad port or a broken IPv6 literal
+        raise TransferError("redirect to a malformed URL", retryable=False) from None
+    if scheme not in ("http", "https") or port == 0 or not host:
+        raise TransferError(
+            f"redirect to a URL pdl cannot fetch: {scheme or 'no scheme'}://...", retryable=False
+        )
+    return new, credentials

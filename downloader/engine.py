@@ -1,28 +1,28 @@
-"""The engine: names in list order, a bounded thread pool, one HTTP client per worker thread.
+"""The engine: names in list order, bounded in-flight work, downloads carried by lanes.
 
-This is the only module that runs downloads on threads (the bar painter, a
-cluster worker's relay and the cluster's bounded calls have one thread each).
 Items are read lazily; at most ``2 * jobs`` downloads are submitted and not yet
-finished, so a list of millions of lines never becomes millions of futures.
+finished, so a list of millions of lines never becomes millions of futures. The
+downloads run on :mod:`downloader.lanes` (``--threads`` threads, each one libcurl
+multi handle); a cluster worker process (:mod:`downloader.worker`) runs the same
+engine for its chunks.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import traceback
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 
 from .cancel import CancelToken
-from .client import Client, ClientConfig, ProxyRoutes
+from .client import ClientConfig, ProxyRoutes
 from .errors import BadLine
+from .lanes import Lanes
 from .naming import RelPath, display, name_from_url
-from .options import MAX_SPLIT, OnExist, Options
-from .progress import Reporter
+from .options import OnExist, Options
+from .progress import NULL_PROGRESS, Reporter
 from .ratelimit import HostGate, TokenBucket
 from .results import Result, Status, Tally
-from .transfer import Context, Job, download
+from .transfer import Context, Job
 from .urllist import Entry, Item
 
 IN_FLIGHT_PER_JOB = 2
@@ -31,19 +31,23 @@ CANCEL_GRACE = 1.5
 
 
 def client_config(options: Options) -> ClientConfig:
-    """What every worker's client shares: our headers, the timeout, TLS and proxies."""
+    """What every request of the run shares: headers, timeouts, TLS, proxies, HTTP version."""
     headers = (
         ("User-Agent", options.user_agent),
         ("Accept-Encoding", "identity"),
         ("Accept", "*/*"),
-        *options.headers,
     )
     ca_bundle = str(options.ca_bundle) if options.ca_bundle is not None else None
     return ClientConfig(
-        headers=tuple(headers),
+        headers=headers,
+        user_headers=options.headers,
         timeout=options.timeout,
         verify=ClientConfig.ca_setting(insecure=options.insecure, ca_bundle=ca_bundle),
         routes=ProxyRoutes.from_environment(),
+        http=options.http,
+        speed_limit=options.speed_limit,
+        speed_time=options.speed_time,
+        buffer_size=max(16 * 1024, min(512 * 1024, (32 << 20) // options.jobs)),
     )
 
 
@@ -63,9 +67,10 @@ def bad_line_result(item: BadLine) -> Result:
 
 
 def _reraise(done: Iterable[Future[Result]]) -> None:
-    """A worker's unexpected exception (a bug, not a failed download) stops the run loudly."""
+    """A lane's unexpected exception (a bug, not a failed download) stops the run loudly."""
     for future in done:
-        future.result()
+        if not future.cancelled():
+            future.result()
 
 
 class Planner:
@@ -112,11 +117,9 @@ class Planner:
 
 
 class Engine:
-    """Runs downloads on a bounded thread pool, one HTTP client per worker thread.
-
-    :meth:`run` is a whole run: read items, decide names, download, record. A
-    worker process of a cluster (:mod:`downloader.worker`) keeps one engine for
-    the run and feeds it the jobs of each chunk with :meth:`submit`.
+    """Runs downloads on lanes: :meth:`run` is a whole run (read items, decide names,
+    download, record). A worker process of a cluster (:mod:`downloader.worker`) keeps
+    one engine for the run and feeds it the jobs of each chunk with :meth:`submit`.
     """
 
     def __init__(
@@ -127,69 +130,31 @@ class Engine:
         self.cancel = cancel
         self.tally = tally
         self.planner = Planner(options, tally)
-        self._local = threading.local()
-        self._clients: list[Client] = []
-        self._slots = iter(range(1 << 30))
-        self._client_config = client_config(options)
-        self._gate = HostGate(options.per_host)
-        # Threads start only when used; segment runners only for split downloads (-s).
-        self._pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="pdl")
-        self._segments = ThreadPoolExecutor(
-            max_workers=options.jobs * MAX_SPLIT, thread_name_prefix="pdl-split"
-        )
-        self._limiter = TokenBucket(options.limit_rate) if options.limit_rate else None
-
-    # -- workers -----------------------------------------------------------------
-
-    def _worker_state(self) -> tuple[int, Client]:
-        local = self._local
-        if not hasattr(local, "client"):
-            local.slot = next(self._slots)
-            local.client = Client(self._client_config)
-            self._clients.append(local.client)
-        return local.slot, local.client
-
-    def _work(self, job: Job) -> Result:
-        slot, client = self._worker_state()
-        progress = self.reporter.transfer_started(slot)
-        ctx = Context(
-            options=self.options,
-            client=client,
-            cancel=self.cancel,
-            progress=progress,
+        context = Context(
+            options=options,
+            cancel=cancel,
+            progress=NULL_PROGRESS,
             claim=self.planner.claim,
-            notify=self.reporter.message,
-            gate=self._gate,
-            limiter=self._limiter,
-            spawn=self._segments.submit,
+            notify=reporter.message,
+            gate=HostGate(options.per_host),
+            limiter=TokenBucket(options.limit_rate) if options.limit_rate else None,
         )
-        try:
-            result = download(job, ctx)
-        except Exception as exc:  # a bug must fail one entry, not the run
-            self.reporter.message("".join(traceback.format_exception(exc)).rstrip())
-            result = Result(
-                url=job.entry.url,
-                source=job.entry.source,
-                status=Status.FAILED,
-                error=f"internal error: {exc!r}",
-                options=job.entry.options,
-            )
-        finally:
-            self.reporter.transfer_ended(slot)
-        self.reporter.result(result, self.tally.record(result))
-        return result
+        self._lanes = Lanes(
+            config=client_config(options),
+            context=context,
+            reporter=reporter,
+            tally=tally,
+            cancel=cancel,
+            lanes=options.lanes,
+        )
 
     def submit(self, job: Job) -> Future[Result]:
-        """Start one download on the pool; the future's result is its :class:`Result`."""
-        return self._pool.submit(self._work, job)
+        """Start one download; the future's result is its :class:`Result`."""
+        return self._lanes.submit(job)
 
     def close(self) -> None:
-        """Stop the pools (waiting for running work unless cancelled) and close the clients."""
-        waiting = not self.cancel.is_set()
-        self._pool.shutdown(wait=waiting, cancel_futures=True)
-        self._segments.shutdown(wait=waiting, cancel_futures=True)
-        for client in self._clients:
-            client.close()
+        """Stop the lanes (their running downloads finish first, unless cancelled)."""
+        self._lanes.close()
 
     # -- the run -------------------------------------------------------------------
 
@@ -221,7 +186,6 @@ class Engine:
             return self.cancel.is_set()
         except KeyboardInterrupt:
             self.cancel.cancel()
-            self._pool.shutdown(wait=False, cancel_futures=True)
             wait(pending, timeout=CANCEL_GRACE)
             return True
         finally:

@@ -42,6 +42,11 @@ class ConnectionFailed(TransferError):
 
     retryable = True
 
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+        """No connection could be made at all (refused, no route, the name does not resolve)."""
+
 
 class HTTPStatusError(TransferError):
     """The server answered with an error status."""
@@ -77,6 +82,10 @@ class LocalFileError(TransferError):
     """The destination cannot be written (permissions, disk full, a folder in the way)."""
 
     retryable = False
+
+
+class PartBusy(LocalFileError):
+    """Another process holds the lock on the ``.part``: it is downloading the same file."""
 
 
 class Cancelled(TransferError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,19 @@ ALGORITHMS: dict[str, str] = {
 }
 """Checksum names of the list format (aria2's) -> hashlib names."""
 
-MAX_JOBS = 256
+MAX_JOBS = 1024
+MAX_PER_HOST = 1024
 MAX_SPLIT = 16
 DEFAULT_SPLIT_MIN_SIZE = 32 * 1024**2
 DEFAULT_USER_AGENT = f"pdl/{__version__}"
+
+
+class HttpVersion(enum.StrEnum):
+    """The highest HTTP version a run may use (``--http``)."""
+
+    HTTP1_1 = "1.1"
+    HTTP2 = "2"
+    HTTP3 = "3"
 
 
 class OnExist(enum.StrEnum):
@@ -118,10 +128,26 @@ class Options:
     split_min_size: int = DEFAULT_SPLIT_MIN_SIZE
     shard: Shard | None = None
     """Only the items of this part of the list are run; names are those of the whole list."""
+    threads: int | None = None
+    """Lanes (threads) that carry the ``jobs`` downloads; None: the CPU count, at most jobs."""
+    http: HttpVersion = HttpVersion.HTTP2
+    speed_limit: int | None = None
+    """Bytes a second below which a transfer, for ``speed_time`` seconds, fails its attempt."""
+    speed_time: float = 30.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.jobs <= MAX_JOBS:
             raise UsageError(f"jobs must be between 1 and {MAX_JOBS}, not {self.jobs}")
+        if self.threads is not None and not 1 <= self.threads <= MAX_JOBS:
+            raise UsageError(f"threads must be between 1 and {MAX_JOBS}, not {self.threads}")
+        if self.speed_limit is not None and self.speed_limit <= 0:
+            raise UsageError(f"speed_limit must be more than zero, not {self.speed_limit}")
+        if not (math.isfinite(self.speed_time) and self.speed_time > 0):
+            raise UsageError(f"speed_time must be a number of seconds > 0, not {self.speed_time}")
+        try:
+            object.__setattr__(self, "http", HttpVersion(str(self.http)))
+        except ValueError:
+            raise UsageError(f"http must be 1.1, 2 or 3, not {self.http!r}") from None
         if self.retries < 0:
             raise UsageError(f"retries must be 0 or more, not {self.retries}")
         if not (math.isfinite(self.retry_wait) and self.retry_wait >= 0):
@@ -135,8 +161,8 @@ class Options:
             raise UsageError("user_agent may not contain line breaks")
         if self.limit_rate is not None and self.limit_rate <= 0:
             raise UsageError(f"limit_rate must be more than zero, not {self.limit_rate}")
-        if self.per_host is not None and not 1 <= self.per_host <= MAX_JOBS:
-            raise UsageError(f"per_host must be between 1 and {MAX_JOBS}, not {self.per_host}")
+        if self.per_host is not None and not 1 <= self.per_host <= MAX_PER_HOST:
+            raise UsageError(f"per_host must be between 1 and {MAX_PER_HOST}, not {self.per_host}")
         if not 1 <= self.split <= MAX_SPLIT:
             raise UsageError(f"split must be between 1 and {MAX_SPLIT}, not {self.split}")
         if self.split_min_size < 0:
@@ -154,6 +180,12 @@ class Options:
                 " cannot be decided in list order across the parts"
             )
         object.__setattr__(self, "on_exist", parse_on_exist(self.on_exist))
+
+    @property
+    def lanes(self) -> int:
+        """How many lanes carry the downloads: ``threads``, else the CPUs, never above jobs."""
+        wanted = self.threads if self.threads is not None else (os.cpu_count() or 1)
+        return max(1, min(wanted, self.jobs))
 
 
 def parse_on_exist(value: OnExist | str) -> OnExist:

@@ -36,6 +36,8 @@ class Result:
     http_status: int | None = None
     resumed_from: int = 0
     error: str | None = None
+    http_version: str | None = None
+    """The HTTP version that served the file ("1.1", "2", "3"), when a server answered."""
     options: EntryOptions = field(default_factory=EntryOptions, repr=False, compare=False)
     bad_line: bool = field(default=False, repr=False, compare=False)
 
@@ -52,6 +54,7 @@ class Result:
             "http_status": self.http_status,
             "resumed_from": self.resumed_from,
             "error": redact_text(self.error, self.url) if self.error else None,
+            "http_version": self.http_version,
         }
 
 

@@ -1,39 +1,38 @@
 """``-s N``: one large file over several ranged connections, written into one ``.part``.
 
-The file is cut into segments (:func:`plan_segments`, pure). Each segment is
-fetched with ``Range`` + ``If-Range`` by its own connection and written at its
-offset with ``pwrite``. How far each segment got is kept in the resume record,
-so an interrupted split download continues every segment where it stopped.
-The worker thread that owns the download coordinates: it reports progress and
-saves the record; the segment runners only move bytes.
+The file is cut into segments (:func:`plan_segments`, pure). Each runner is a
+sub-transfer (a generator of :mod:`downloader.effects`) that fetches segments
+with ``Range`` + ``If-Range`` and writes them at their offsets through a
+:class:`~downloader.sink.Sink`; the download gathers the runners, so they move
+bytes concurrently on the same lane. How far each segment got is kept in the
+resume record, so an interrupted split download continues every segment where
+it stopped. Every segment's answer is checked against the validator exactly as a
+single-connection resume is.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, Future, wait
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .cancel import CancelToken
-from .client import Client, ClientConfig, Response, finish
+from .effects import Body, Discard, Effect, Fetch, Gather, Wait
 from .errors import Cancelled, HTTPStatusError, RangeMismatch, ShortBody, TransferError
 from .progress import TransferProgress
 from .ratelimit import HostGate, TokenBucket, host_of
 from .retry import RETRY_AFTER_CAP, parse_retry_after
-from .storage import Folder, ResumeRecord, local_error
-from .wire import parse_content_range, translated, validator_of
+from .sink import Sink
+from .storage import Folder, ResumeRecord
+from .wire import Response, parse_content_range, parse_length, version_changed
 
 MIN_SEGMENT = 1024 * 1024
 """No segment is smaller than this: below it another connection costs more than it brings."""
 
 SAVE_EVERY = 1.0
 """Seconds between saves of the segments' progress to the resume record."""
-
-Spawn = Callable[[Callable[[], None]], "Future[None]"]
 
 
 def plan_segments(size: int, n: int) -> tuple[tuple[int, int], ...]:
@@ -59,18 +58,15 @@ def splittable(headers: Mapping[str, str], length: int | None, min_size: int) ->
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SplitJob:
-    """One split download: what the segment runners share."""
+    """One split download: what its runners share."""
 
     url: str
     name: str
     connections: int
     """``-s``: the most connections, this one included, within ``--per-host``."""
-    config: ClientConfig
     gate: HostGate
     cancel: CancelToken
     limiter: TokenBucket | None
-    spawn: Spawn
-    chunk: int
 
 
 class SplitOutcome(NamedTuple):
@@ -83,33 +79,29 @@ def fetch_segments(
     job: SplitJob,
     folder: Folder,
     progress: TransferProgress,
-    record: ResumeRecord | None,
-    first: Response | None,
+    record: ResumeRecord,
     keep: int,
-) -> SplitOutcome:
+) -> Generator[Effect, Any, SplitOutcome]:
     """Fetch what is missing of ``job.name``'s segments into its ``.part``.
 
-    A new split download (``record`` None; ``first`` the unread answer to a plain
-    GET, which serves segment 0) gets as many segments as connections are free
-    within ``--per-host``; its record is written before any byte. A new version on
-    the server (a RangeMismatch) discards the partial.
+    A new split download (``record`` without segments) gets as many segments as
+    connections are free within ``--per-host``; its record is written before any
+    byte. A new version on the server (a RangeMismatch) discards the partial.
     """
     host = host_of(job.url)
     extra = job.gate.try_more(host, max(job.connections, 1) - 1)
     try:
-        if record is None:
-            assert first is not None
-            total = int(first.headers["Content-Length"])
-            segments = tuple((a, b, 0) for a, b in plan_segments(total, 1 + extra))
-            validator = validator_of(first.headers)
-            record = ResumeRecord(ResumeRecord.url_hash(job.url), validator, total, segments)
+        if record.segments is None:
+            assert record.length is not None
+            pieces = plan_segments(record.length, 1 + extra)
+            record = replace(record, segments=tuple((a, b, 0) for a, b in pieces))
             folder.write_record(job.name, record)
         assert record.segments is not None
         progress.begin(job.name, record.length, sum(done for *_, done in record.segments))
         fd = folder.open_part(job.name, keep)
         run = SplitRun(job, fd, record, folder, progress)
         try:
-            run.run(first, 1 + extra)
+            yield from run.run(1 + extra)
         except RangeMismatch as exc:
             folder.discard_partial(job.name)  # another version: none of its bytes can be kept
             return SplitOutcome(run.received, record, exc)
@@ -123,24 +115,22 @@ def fetch_segments(
 
 
 class _Segments:
-    """Progress of every segment; each index is written by one runner at a time."""
+    """Progress of every segment; the runners of one download share it on one lane."""
 
     def __init__(self, segments: tuple[tuple[int, int, int], ...]) -> None:
         self.bounds = [(start, end) for start, end, _ in segments]
         self.done = [done for _, _, done in segments]
         self._next = 0
-        self._lock = threading.Lock()
 
     def take(self) -> int | None:
         """The next unfinished segment for a runner, or None."""
-        with self._lock:
-            while self._next < len(self.bounds):
-                i = self._next
-                self._next += 1
-                start, end = self.bounds[i]
-                if self.done[i] < end - start:
-                    return i
-            return None
+        while self._next < len(self.bounds):
+            i = self._next
+            self._next += 1
+            start, end = self.bounds[i]
+            if self.done[i] < end - start:
+                return i
+        return None
 
     def snapshot(self) -> tuple[tuple[int, int, int], ...]:
         return tuple((s, e, d) for (s, e), d in zip(self.bounds, self.done, strict=True))
@@ -153,7 +143,7 @@ class _Segments:
 
 
 class SplitRun:
-    """One attempt of a split download; :meth:`run` returns when every segment is done."""
+    """One attempt of a split download: runners gathered until every segment is done."""
 
     def __init__(
         self,
@@ -170,47 +160,26 @@ class SplitRun:
         self.folder = folder
         self.progress = progress
         self.segments = _Segments(record.segments)
-        self.stop = threading.Event()
+        self.stopped = False
         self.received = 0
         """Bytes received by this attempt so far (read after :meth:`run`, even if it failed)."""
+        self._saved = time.monotonic()
 
-    def run(self, first: Response | None, connections: int) -> int:
+    def run(self, connections: int) -> Generator[Effect, Any, int]:
         """Fetch what is missing over ``connections``; returns the bytes received.
 
-        ``first``, the still unread answer to a plain GET, serves segment 0.
-        Raises the first error of a segment after saving how far all got.
+        Raises the worst error of a segment after saving how far all got.
         """
         before = self.segments.total_done()
-        shown = before
-        runners: list[Future[None]] = []
-        if first is not None:
-            head = self.segments.take()  # taken here, before any runner can take it
-            assert head == 0
-            runners.append(self.job.spawn(lambda: self._first(first, head)))
-        for _ in range(max(1, connections - len(runners))):
-            runners.append(self.job.spawn(self._runner))
-        saved = time.monotonic()
-        pending: set[Future[None]] = set(runners)
+        runners = tuple(self._runner() for _ in range(max(1, connections)))
         try:
-            while pending:
-                _, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
-                now_done = self.segments.total_done()
-                self.progress.update(now_done - shown)
-                shown = now_done
-                if any(_fatal(f) for f in runners):
-                    self.stop.set()  # other segments go on after a cut; not after these
-                if time.monotonic() - saved >= SAVE_EVERY:
-                    self._save()
-                    saved = time.monotonic()
+            errors: list[TransferError | None] = yield Gather(runners)
         finally:
-            self.stop.set()
-            wait(runners)
-            self.progress.update(self.segments.total_done() - shown)
             self.received = self.segments.total_done() - before
             self._save()
-        errors = [f.exception() for f in runners if f.exception() is not None]
-        if errors:
-            raise _worst(errors)
+        real = [e for e in errors if e is not None]
+        if real:
+            raise _worst(real)
         if not self.segments.complete():
             raise ShortBody("a segment ended early; will resume")
         return self.received
@@ -218,95 +187,92 @@ class SplitRun:
     def _save(self) -> None:
         record = replace(self.record, segments=self.segments.snapshot())
         self.folder.write_record(self.job.name, record)
+        self._saved = time.monotonic()
 
-    # -- runners (segment threads) -------------------------------------------------
+    def _counted(self, i: int) -> Any:
+        def count(n: int) -> None:
+            self.segments.done[i] += n
+            if time.monotonic() - self._saved >= SAVE_EVERY:
+                self._save()
 
-    def _first(self, resp: Response, i: int) -> None:
-        """Segment ``i`` (0) from the plain GET's body; the connection is closed after."""
-        self._copy(i, resp)
-        self._runner()
+        return count
 
-    def _runner(self) -> None:
-        client = Client(self.job.config)
-        try:
-            while not self.stop.is_set() and (i := self.segments.take()) is not None:
-                self._fetch(client, i)
-        finally:
-            client.close()
+    # -- runners ---------------------------------------------------------------------
 
-    def _fetch(self, client: Client, i: int) -> None:
-        start, end = self.segments.bounds[i]
-        at = start + self.segments.done[i]
-        record = self.record
-        headers = {"Range": f"bytes={at}-{end - 1}"}
-        if record.validator:
-            headers["If-Range"] = record.validator
-        host, gate, cancel = host_of(self.job.url), self.job.gate, self.job.cancel
-        while (held := gate.delay(host)) > 0:  # a Retry-After holds every request to the host
-            if cancel.wait(held):
-                raise Cancelled("interrupted")
-        resp = client.get(self.job.url, headers)
-        try:
-            self._check(resp, at)
-            self._copy(i, resp)
-        finally:
-            finish(resp, drain=resp.status != 206)
+    def _runner(self) -> Generator[Effect, Any, TransferError | None]:
+        job = self.job
+        host, gate, cancel = host_of(job.url), job.gate, job.cancel
+        while not self.stopped and (i := self.segments.take()) is not None:
+            while (held := gate.delay(host)) > 0:  # a Retry-After holds every request to the host
+                yield Wait(held)
+                if cancel.is_set():
+                    return Cancelled("interrupted")
+            start, end = self.segments.bounds[i]
+            at = start + self.segments.done[i]
+            headers = [("Range", f"bytes={at}-{end - 1}")]
+            if self.record.validator:
+                headers.append(("If-Range", self.record.validator))
+            got = yield Fetch(job.url, tuple(headers))
+            if isinstance(got, TransferError):
+                return got
+            problem = self._check(got, at, end)
+            if problem is not None:
+                yield Discard()
+                if isinstance(problem, RangeMismatch):
+                    self.stopped = True  # another version: the other segments are pointless
+                return problem
+            sink = Sink(
+                self.fd,
+                name=job.name,
+                position=at,
+                end=end,
+                cancel=cancel,
+                progress=self.progress,
+                limiter=job.limiter,
+                counted=self._counted(i),
+            )
+            error: TransferError | None = yield Body(sink)
+            if error is not None:
+                return error
+            if self.segments.done[i] < end - start:
+                return ShortBody(f"a segment of {job.name} ended early; will resume")
+        return None
 
-    def _check(self, resp: Response, at: int) -> None:
-        """A 206 that continues the segment; a 200 or a wrong range means another version."""
+    def _check(self, resp: Response, at: int, end: int) -> TransferError | None:
+        """A 206 of this version that continues the segment; else why not."""
         if resp.status in (200, 206, 416):
             cr = parse_content_range(resp.headers.get("Content-Range"))
-            if resp.status == 206 and cr and cr.start == at and cr.total == self.record.length:
-                return
-            raise RangeMismatch(
+            body = parse_length(resp.headers.get("Content-Length"))
+            if (
+                resp.status == 206
+                and cr is not None
+                and cr.start == at
+                and cr.end is not None
+                and cr.end < end
+                and cr.total in (None, self.record.length)
+                and (body is None or body == cr.end + 1 - at)
+                and not version_changed(resp.headers, self.record.validator)
+            ):
+                return None
+            return RangeMismatch(
                 f"cannot continue a segment of {self.job.name}: HTTP {resp.status}, "
                 f"Content-Range {resp.headers.get('Content-Range')!r}"
+                + (
+                    ", another version"
+                    if version_changed(resp.headers, self.record.validator)
+                    else ""
+                )
             )
         # Any other status says nothing about the file: the finished segments stay.
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        if retry_after is not None:
+        status = HTTPStatusError(resp.status, resp.reason, retry_after)
+        if retry_after is not None and status.retryable:
             self.job.gate.hold(host_of(self.job.url), min(retry_after, RETRY_AFTER_CAP))
-        raise HTTPStatusError(resp.status, resp.reason or "", retry_after)
-
-    def _copy(self, i: int, resp: Response) -> None:
-        """Write segment ``i``'s bytes from ``resp`` at their offset, up to the segment's end."""
-        start, end = self.segments.bounds[i]
-        job, fd = self.job, self.fd
-        limiter = job.limiter
-        with job.cancel.watching(resp), translated(lambda: f"in a segment of {job.name}"):
-            while (left := end - start - self.segments.done[i]) > 0:
-                if self.stop.is_set() or job.cancel.is_set():
-                    raise Cancelled("interrupted")
-                chunk = resp.read1(min(job.chunk, left), decode_content=False)
-                if not chunk:
-                    raise ShortBody(f"a segment of {job.name} ended early; will resume")
-                pos = start + self.segments.done[i]
-                try:
-                    written = 0
-                    view = memoryview(chunk)
-                    while written < len(chunk):
-                        written += os.pwrite(fd, view[written:], pos + written)
-                except OSError as exc:
-                    raise local_error(exc, f"writing {job.name}.part") from None
-                self.segments.done[i] += len(chunk)
-                if limiter and job.cancel.wait(limiter.consume(len(chunk))):
-                    raise Cancelled("interrupted")
+        return status
 
 
-def _fatal(future: Future[None]) -> bool:
-    """A segment error that makes the others pointless: a new version, or a bug."""
-    if not future.done():
-        return False
-    exc = future.exception()
-    return exc is not None and (
-        isinstance(exc, RangeMismatch) or not isinstance(exc, TransferError)
-    )
-
-
-def _worst(errors: list[BaseException | None]) -> BaseException:
-    """The error that decides what happens next: a bug, then a new version, then the rest."""
-    real = [e for e in errors if e is not None]
-    bugs = [e for e in real if not isinstance(e, TransferError)]
-    changed = [e for e in real if isinstance(e, RangeMismatch)]
-    other = [e for e in real if not isinstance(e, Cancelled)]
-    return (bugs or changed or other or real)[0]
+def _worst(errors: list[TransferError]) -> TransferError:
+    """The error that decides what happens next: a new version, then the rest."""
+    changed = [e for e in errors if isinstance(e, RangeMismatch)]
+    other = [e for e in errors if not isinstance(e, Cancelled)]
+    return (changed or other or errors)[0]

@@ -1,28 +1,30 @@
-"""One entry -> one file: request, validated resume, stream to ``.part``, verify, rename.
+"""One entry -> one file, as a sans-I/O generator: it yields effects, a lane carries them out.
 
-This is the only module that makes requests (through the worker's
-:class:`~downloader.client.Client`). Failures of ``urllib3`` and the socket become
-:mod:`downloader.errors` in one place (:func:`downloader.wire.translated`); every
-outcome is returned as a :class:`Result`.
+:func:`download` runs every attempt of one download: the existing file, the
+resume plan, the response verdict (:mod:`downloader.resume`, pure), streaming
+through one :class:`~downloader.sink.Sink`, split downloads, verification and
+publishing. It asks for requests and waits by yielding
+:mod:`downloader.effects` and never sleeps, blocks or touches a socket, so any
+backend can carry it and its edge cases are unit tests fed made-up outcomes.
+Every outcome is returned as a :class:`Result`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any
 
 from .cancel import CancelToken
-from .client import Client, Response, finish
+from .effects import Body, Discard, Effect, Fetch, Wait
 from .errors import (
     Cancelled,
     ChecksumMismatch,
     HTTPStatusError,
-    LocalFileError,
+    PartBusy,
     RangeMismatch,
     ShortBody,
     TransferError,
@@ -32,26 +34,22 @@ from .options import OnExist, Options
 from .progress import TransferProgress
 from .ratelimit import HostGate, TokenBucket, host_of
 from .results import Result, Status, redact, redact_text
+from .resume import Continue, Plan, Restart, judge, plan_from
 from .retry import RETRY_AFTER_CAP, RetryPolicy, RetryState, parse_retry_after
-from .split import Spawn, SplitJob, fetch_segments, splittable
-from .storage import Folder, ResumeRecord, local_error, open_folder
+from .sink import BodyTooLong, Hasher, Sink
+from .split import SplitJob, fetch_segments, splittable
+from .storage import Folder, ResumeRecord, open_folder
 from .urllist import Entry
-from .wire import parse_content_range, translated, validator_of
-
-CHUNK_SIZE = 1024 * 1024
-"""The most one read asks for: large reads mean fewer trips through Python per MiB."""
-
+from .wire import Response, validator_of
 
 RECORD_FIRST = 256 * 1024
 """A new partial of a body larger than this gets its resume record before its first byte;
-a smaller one usually arrives in one read, and gets a record only if it stops part-way."""
+a smaller one usually arrives at once, and gets a record only if it stops part-way."""
 
+BUSY_POLL = 0.5
+"""Seconds between looks at a ``.part`` that another process is writing."""
 
-def read_size(total: int | None, offset: int) -> int:
-    """How much to ask of each read: never more than the body holds (a read allocates it)."""
-    if total is None:
-        return CHUNK_SIZE // 4
-    return max(1, min(CHUNK_SIZE, total - offset))
+Steps = Generator[Effect, Any, Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,27 +63,20 @@ class Job:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
-    """The collaborators of a transfer, owned by the worker thread that runs it."""
+    """The collaborators of a transfer; the lane that carries it owns them, but for the
+    shared, locked ``gate`` and ``limiter``."""
 
     options: Options
-    client: Client
     cancel: CancelToken
     progress: TransferProgress
     claim: Callable[[RelPath], RelPath]
     notify: Callable[[str], None]
     gate: HostGate
     limiter: TokenBucket | None
-    spawn: Spawn
-    """Runs a segment of a split download on another thread (``-s``)."""
-
-
-class _Plan(NamedTuple):
-    offset: int
-    record: ResumeRecord | None
 
 
 class _Download:
-    """The state of one download across its attempts; owned by one worker thread."""
+    """The state of one download across its attempts."""
 
     def __init__(self, job: Job, ctx: Context) -> None:
         self.job = job
@@ -95,12 +86,14 @@ class _Download:
         self.checked_existing = False
         self.began_partial = False  # this download wrote a partial from byte 0
         self.http_status: int | None = None
+        self.http_version: str | None = None
         self.resumed_from = 0
         self.received = 0
+        self.length: int | None = None  # the length announced, once known: binds every attempt
 
     # -- the attempt loop -------------------------------------------------
 
-    def run(self) -> Result:
+    def run(self) -> Generator[Effect, Any, Result]:
         started = time.monotonic()
         o = self.ctx.options
         state = RetryState(policy=RetryPolicy(retries=o.retries, wait=o.retry_wait))
@@ -108,7 +101,7 @@ class _Download:
             if self.ctx.cancel.is_set():
                 return self._result(Status.FAILED, state, started, Cancelled("interrupted"))
             try:
-                status = self._polite_attempt()
+                status = yield from self._polite_attempt()
             except TransferError as exc:
                 err = Cancelled("interrupted") if self.ctx.cancel.is_set() else exc
                 state = state.increment(err)
@@ -117,8 +110,7 @@ class _Download:
                 delay = state.delay()
                 shown = f"{redact(self.url)}: {redact_text(str(err), self.url)}"
                 self.ctx.notify(f"retry {state.attempts}/{o.retries} in {delay:.1f} s: {shown}")
-                if self.ctx.cancel.wait(delay):
-                    return self._result(Status.FAILED, state, started, Cancelled("interrupted"))
+                yield Wait(delay)
                 continue
             made = state.attempts + (1 if self.http_status is not None else 0)
             return self._result(status, state, started, None, attempts=made)
@@ -143,51 +135,54 @@ class _Download:
             http_status=self.http_status,
             resumed_from=self.resumed_from,
             error=str(error) if error else None,
+            http_version=self.http_version,
             options=self.job.entry.options,
         )
 
-    def _polite_attempt(self) -> Status:
+    def _polite_attempt(self) -> Generator[Effect, Any, Status]:
         """One attempt within the host's limits: its ``Retry-After`` hold and ``--per-host``."""
         cancel, gate, host = self.ctx.cancel, self.ctx.gate, host_of(self.url)
-        with gate.slot(host, cancel.is_set) as got:
-            if not got:
+        while not gate.try_more(host, 1):
+            if cancel.is_set():
                 raise Cancelled("interrupted")
+            yield Wait(0.05)
+        try:
             while (held := gate.delay(host)) > 0:  # checked with the slot, so none slips by
-                if cancel.wait(held):
+                yield Wait(held)
+                if cancel.is_set():
                     raise Cancelled("interrupted")
             try:
-                return self._attempt()
+                return (yield from self._attempt())
             except HTTPStatusError as exc:
-                if exc.retry_after is not None:
+                if exc.retry_after is not None and exc.retryable:  # only a retried status holds
                     gate.hold(host, min(exc.retry_after, RETRY_AFTER_CAP))
                 raise
+        finally:
+            gate.give_back(host, 1)
 
-    def _attempt(self) -> Status:
+    def _attempt(self) -> Generator[Effect, Any, Status]:
         if self.rel is None:
-            with self._request({}) as resp:
-                self.rel = self._name_from(resp)
-                with self._folder() as folder:
-                    if self._skip_existing(folder):
-                        return Status.SKIPPED
-                    plan = self._plan(folder)
-                    if plan.offset == 0:
-                        self._receive(folder, resp, plan)
-                        return Status.OK
+            resp = yield from self._get(())
+            self.rel = self._name_from(resp)
+            with self._folder() as folder:
+                if self._skip_existing(folder):
+                    yield Discard()
+                    return Status.SKIPPED
+                plan = yield from self._plan(folder)
+                if plan.offset == 0:
+                    yield from self._receive(folder, resp, plan)
+                    return Status.OK
+            yield Discard()
             # a resumable partial of that name exists: continue it with a ranged request
         with self._folder() as folder:
             if self._skip_existing(folder):
                 return Status.SKIPPED
-            plan = self._plan(folder)
+            plan = yield from self._plan(folder)
             if plan.record is not None and plan.record.segments is not None:
-                self._split(folder, plan.record, None, keep=plan.offset)
+                yield from self._split(folder, plan.record, keep=plan.offset)
                 return Status.OK
-            headers = {}
-            if plan.offset and plan.record:
-                headers = {"Range": f"bytes={plan.offset}-"}
-                if plan.record.validator:
-                    headers["If-Range"] = plan.record.validator
-            with self._request(headers, ranged=bool(headers)) as resp:
-                self._receive(folder, resp, plan)
+            resp = yield from self._get(plan.request_headers(), ranged=plan.offset > 0)
+            yield from self._receive(folder, resp, plan)
         return Status.OK
 
     # -- naming and the existing file --------------------------------------
@@ -214,9 +209,13 @@ class _Download:
         if kind is None or self.ctx.options.on_exist is not OnExist.SKIP:
             return False
         if kind == "dir":
-            raise LocalFileError(f"{display(self.rel, str(self.ctx.options.dest))}: is a folder")
+            raise TransferError(
+                f"{display(self.rel, str(self.ctx.options.dest))}: is a folder", retryable=False
+            )
         checksum = self.job.entry.options.checksum
-        if checksum is None or kind != "file":
+        if kind != "file":
+            return False  # a link, a FIFO: never "existing and verified"; replaced on publish
+        if checksum is None:
             folder.drop_stale_record(name)
             return True
         hasher = checksum.new_hasher()
@@ -229,66 +228,100 @@ class _Download:
 
     # -- resume -------------------------------------------------------------
 
-    def _plan(self, folder: Folder) -> _Plan:
-        """How much of an existing ``.part`` may be kept: only what a record vouches for."""
+    def _plan(self, folder: Folder) -> Generator[Effect, Any, Plan]:
+        """How much of an existing ``.part`` may be kept: only what a record vouches for.
+
+        A ``.part`` another process holds is waited for: when that process publishes
+        the file this entry is skipped; when it stops, the partial is taken over.
+        """
         assert self.rel is not None
         name = self.rel[-1]
-        size = folder.lock_part(name)  # before the partial is read: one process per .part
+        waited = False
+        while True:
+            try:
+                size = folder.lock_part(name)  # before the partial is read: one process per .part
+                break
+            except PartBusy:
+                if not waited:
+                    self.ctx.notify(f"{name}.part: another process is downloading it; waiting")
+                    waited = True
+                yield Wait(BUSY_POLL)
+                if self.ctx.cancel.is_set():
+                    raise Cancelled("interrupted") from None
+        if waited and self.ctx.options.on_exist is OnExist.SKIP:
+            self.checked_existing = False
+            if self._skip_existing(folder):
+                raise _Finished()
         if size == 0:
             folder.drop_record(name)  # with no bytes, a record vouches for nothing
-            return _Plan(0, None)
+            return Plan(0, None)
         record = folder.read_record(name)
-        if (
-            record is not None
-            and self.ctx.options.resume
-            and size > 0
-            and record.url_sha256 == ResumeRecord.url_hash(self.url)
-            and (record.length is None or size <= record.length)
-            # Without a validator a partial is only trusted when this download began
-            # it moments ago, or when a checksum will prove the whole file anyway.
-            and (
-                record.validator is not None
-                or self.began_partial
-                or self.job.entry.options.checksum is not None
-            )
-        ):
-            return _Plan(size, record)
-        if size and self.ctx.options.resume:
-            self.ctx.notify(f"not resuming {name}.part: no matching resume record; starting over")
-        folder.discard_partial(name)
-        return _Plan(0, None)
+        plan = plan_from(
+            size=size,
+            record=record,
+            url=self.url,
+            resume=self.ctx.options.resume,
+            trusted=self.began_partial or self.job.entry.options.checksum is not None,
+        )
+        if plan.offset == 0:
+            if self.ctx.options.resume:
+                self.ctx.notify(
+                    f"not resuming {name}.part: no matching resume record; starting over"
+                )
+            folder.discard_partial(name)
+        elif plan.record is not None and plan.record.length is not None:
+            self.length = plan.record.length
+        return plan
 
     # -- HTTP ---------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _request(self, headers: dict[str, str], *, ranged: bool = False) -> Iterator[Response]:
-        """The response to a GET of the entry's URL; its connection is given back after."""
-        resp = self.ctx.client.get(self.url, headers)
-        try:
-            self.http_status = resp.status
-            if not (200 <= resp.status < 300 or (ranged and resp.status == 416)):
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                raise HTTPStatusError(resp.status, resp.reason or "", retry_after)
-            yield resp
-        finally:
-            with self.ctx.cancel.watching(resp):
-                finish(resp, drain=not 200 <= resp.status < 300)
+    def _get(
+        self, headers: tuple[tuple[str, str], ...], *, ranged: bool = False
+    ) -> Generator[Effect, Any, Response]:
+        """The head of the final answer to a GET of the entry's URL (a download, or raises)."""
+        got = yield Fetch(self.url, headers)
+        if isinstance(got, TransferError):
+            raise got
+        resp: Response = got
+        self.http_status = resp.status
+        self.http_version = resp.http_version
+        if resp.status not in (200, 206) and not (ranged and resp.status == 416):
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            yield Discard()
+            raise HTTPStatusError(resp.status, resp.reason, retry_after)
+        return resp
 
-    def _receive(self, folder: Folder, resp: Response, plan: _Plan) -> None:
+    def _receive(self, folder: Folder, resp: Response, plan: Plan) -> Steps:
         assert self.rel is not None
         name = self.rel[-1]
-        offset, total = self._check_response(folder, resp, plan)
+        verdict = judge(resp.status, resp.headers, plan, self.length)
+        if not isinstance(verdict, Continue):
+            yield Discard()
+            folder.discard_partial(name)
+            if isinstance(verdict, Restart):
+                raise RangeMismatch(f"cannot resume {name}: {verdict.reason}; starting over")
+            raise RangeMismatch(verdict.reason)
+        if verdict.restarted:
+            self.ctx.notify(f"server sent the whole file again; restarting {name}")
+            folder.discard_partial(name)
+        offset, total, end = verdict.offset, verdict.total, verdict.end
+        if offset:
+            self.resumed_from = offset
+            self.ctx.notify(f"resuming {name} from byte {offset}")
+        if total is not None:
+            self.length = total
         if offset == 0 and self._splittable(resp, total):
-            self._split(folder, None, resp, keep=0)
+            yield Discard()  # each segment asks for its own range
+            assert total is not None
+            fresh = ResumeRecord(self._url_hash(), validator_of(resp.headers), total)
+            yield from self._split(folder, None, keep=0, first=fresh)
             return
-        # A new partial needs a resume record. Small bodies usually arrive in one
-        # read, so theirs is written only if the transfer stops part-way.
-        record = None
+        # A new partial needs a resume record. Small bodies usually arrive at once,
+        # so theirs is written only if the transfer stops part-way.
+        record: ResumeRecord | None = None
         recorded = offset > 0  # a resumed partial came with its record
         if offset == 0 and resp.status != 416:
-            record = ResumeRecord(
-                ResumeRecord.url_hash(self.url), validator_of(resp.headers), total
-            )
+            record = ResumeRecord(self._url_hash(), validator_of(resp.headers), total)
             if total is None or total > RECORD_FIRST:
                 folder.write_record(name, record)
                 record, recorded = None, True
@@ -298,9 +331,27 @@ class _Download:
             hasher = self._seeded_hasher(folder, name, offset)
             size = offset
             if resp.status != 416:
-                size += self._stream(resp, fd, name, hasher, offset, total)
-            if total is not None and size != total:
-                raise ShortBody(f"got {size} of {total} bytes; will resume")
+                sink = Sink(
+                    fd,
+                    name=name,
+                    position=offset,
+                    end=end,
+                    cancel=self.ctx.cancel,
+                    progress=self.ctx.progress,
+                    limiter=self.ctx.limiter,
+                    hasher=hasher,
+                )
+                self.ctx.progress.begin(name, total, offset)
+                error = yield Body(sink)
+                self.received += sink.written
+                size += sink.written
+                if isinstance(error, BodyTooLong):
+                    folder.discard_partial(name)  # the server contradicts itself
+                if error is not None:
+                    raise error
+            whole = total if total is not None else end
+            if whole is not None and size != whole:
+                raise ShortBody(f"got {size} of {whole} bytes; will resume")
         except TransferError:
             if record is not None and self.received:
                 with contextlib.suppress(TransferError):
@@ -321,28 +372,31 @@ class _Download:
         return splittable(resp.headers, total, o.split_min_size)
 
     def _split(
-        self, folder: Folder, record: ResumeRecord | None, first: Response | None, *, keep: int
-    ) -> None:
+        self,
+        folder: Folder,
+        record: ResumeRecord | None,
+        *,
+        keep: int,
+        first: ResumeRecord | None = None,
+    ) -> Steps:
         """Fetch the missing segments over up to ``-s`` connections, then verify and publish."""
         assert self.rel is not None
         name, ctx = self.rel[-1], self.ctx
-        limiter = ctx.limiter
         job = SplitJob(
             url=self.url,
             name=name,
             connections=ctx.options.split,
-            config=ctx.client.config,
             gate=ctx.gate,
             cancel=ctx.cancel,
-            limiter=limiter,
-            spawn=ctx.spawn,
-            chunk=limiter.chunk_size(CHUNK_SIZE) if limiter else CHUNK_SIZE,
+            limiter=ctx.limiter,
         )
         if record is not None and record.segments is not None:  # a split partial goes on
             self.resumed_from = sum(done for *_, done in record.segments)
             ctx.notify(f"resuming {name} from {self.resumed_from} of {record.length} bytes (split)")
         self.began_partial = self.began_partial or first is not None
-        outcome = fetch_segments(job, folder, ctx.progress, record, first, keep)
+        start = record or first
+        assert start is not None
+        outcome = yield from fetch_segments(job, folder, ctx.progress, start, keep)
         self.received += outcome.received
         if outcome.error is not None:
             raise outcome.error
@@ -350,7 +404,7 @@ class _Download:
         self._verify(folder, name, self._seeded_hasher(folder, name, outcome.record.length))
         folder.publish(name)
 
-    def _verify(self, folder: Folder, name: str, hasher: hashlib._Hash | None) -> None:
+    def _verify(self, folder: Folder, name: str, hasher: Hasher | None) -> None:
         """A checksum mismatch drops the partial: its bytes cannot be trusted."""
         checksum = self.job.entry.options.checksum
         if checksum is None or hasher is None:
@@ -359,55 +413,14 @@ class _Download:
         if actual != checksum.hexdigest:
             folder.discard_partial(name)
             raise ChecksumMismatch(
-                f"{checksum.algorithm} mismatch: expected {checksum.hexdigest}, got {actual}"
+                f"checksum mismatch ({checksum.algorithm}): expected {checksum.hexdigest},"
+                f" got {actual}"
             )
 
-    def _check_response(
-        self, folder: Folder, resp: Response, plan: _Plan
-    ) -> tuple[int, int | None]:
-        """The offset the body starts at and the full size, or RangeMismatch (partial dropped)."""
-        assert self.rel is not None
-        name = self.rel[-1]
-        record = plan.record
-        if plan.offset and resp.status in (206, 416):
-            cr = parse_content_range(resp.headers.get("Content-Range"))
-            expected = record.length if record else None
-            if resp.status == 416:
-                if cr and cr.total == plan.offset and expected in (None, plan.offset):
-                    return plan.offset, plan.offset
-                problem = "server refused the range"
-            elif cr is None or cr.start != plan.offset:
-                problem = f"Content-Range {resp.headers.get('Content-Range')!r} does not continue"
-            elif expected is not None and cr.total not in (None, expected):
-                problem = f"size changed from {expected} to {cr.total}"
-            elif self._version_changed(resp, record):
-                problem = "the file changed on the server"
-            else:
-                self.resumed_from = plan.offset
-                self.ctx.notify(f"resuming {name} from byte {plan.offset}")
-                return plan.offset, cr.total
-            folder.discard_partial(name)
-            raise RangeMismatch(f"cannot resume {name}: {problem}; starting over")
-        if resp.status == 206 or resp.status == 416:
-            folder.discard_partial(name)
-            raise RangeMismatch(f"unexpected HTTP {resp.status} to a plain request")
-        if plan.offset:
-            self.ctx.notify(f"server sent the whole file again; restarting {name}")
-            folder.discard_partial(name)
-        length = resp.headers.get("Content-Length")
-        total = int(length) if length and length.strip().isdigit() else None
-        return 0, total
+    def _url_hash(self) -> str:
+        return ResumeRecord.url_hash(self.url)
 
-    @staticmethod
-    def _version_changed(resp: Response, record: ResumeRecord | None) -> bool:
-        """A 206 whose ETag (or Last-Modified) differs from the partial's: another version."""
-        if not (record and record.validator):
-            return False
-        is_etag = record.validator.startswith('"')
-        now = resp.headers.get("ETag" if is_etag else "Last-Modified")
-        return now is not None and now != record.validator
-
-    def _seeded_hasher(self, folder: Folder, name: str, offset: int) -> hashlib._Hash | None:
+    def _seeded_hasher(self, folder: Folder, name: str, offset: int) -> Hasher | None:
         checksum = self.job.entry.options.checksum
         if checksum is None:
             return None
@@ -416,45 +429,19 @@ class _Download:
             folder.hash_into(name + PART_SUFFIX, hasher, offset)
         return hasher
 
-    def _stream(
-        self,
-        resp: Response,
-        fd: int,
-        name: str,
-        hasher: hashlib._Hash | None,
-        offset: int,
-        total: int | None,
-    ) -> int:
-        """Copy the body to ``fd``; returns the bytes written."""
-        progress = self.ctx.progress
-        progress.begin(name, total, offset)
-        cancel = self.ctx.cancel
-        update = hasher.update if hasher is not None else None
-        limiter = self.ctx.limiter
-        size = read_size(total, offset)
-        size = limiter.chunk_size(size) if limiter else size
-        written = 0
-        with cancel.watching(resp), translated(lambda: f"after {offset + written} bytes"):
-            while chunk := resp.read1(size, decode_content=False):
-                if cancel.is_set() or (limiter and cancel.wait(limiter.consume(len(chunk)))):
-                    raise Cancelled("interrupted")
-                view = memoryview(chunk)
-                while view:
-                    try:
-                        n = os.write(fd, view)
-                    except OSError as exc:
-                        raise local_error(exc, f"writing {name}{PART_SUFFIX}") from None
-                    view = view[n:]
-                if update is not None:
-                    update(chunk)
-                written += len(chunk)
-                self.received += len(chunk)
-                progress.update(len(chunk))
-        if cancel.is_set():
-            raise Cancelled("interrupted")
-        return written
+
+class _Finished(Exception):
+    """Another process finished the file this entry waited for: it is skipped."""
 
 
-def download(job: Job, ctx: Context) -> Result:
-    """Run every attempt of one download and return how it ended (never raises TransferError)."""
-    return _Download(job, ctx).run()
+def download(job: Job, ctx: Context) -> Generator[Effect, Any, Result]:
+    """Every attempt of one download, as effects; returns how it ended (never raises
+    TransferError)."""
+    d = _Download(job, ctx)
+    run = d.run()
+    try:
+        return (yield from run)
+    except _Finished:
+        return d._result(
+            Status.SKIPPED, RetryState(policy=RetryPolicy()), time.monotonic(), None, attempts=0
+        )

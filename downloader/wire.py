@@ -1,17 +1,61 @@
-"""HTTP details that need no connection: ``Content-Range``, validators, and the one
-translation of ``urllib3``/socket failures into :mod:`downloader.errors`."""
+"""HTTP details that need no connection: a response's head, ``Content-Range``,
+``Content-Length`` and validators. Every parser here is total: a value a server
+sends never raises, it is parsed or it is ``None``."""
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import urllib3.exceptions as u3
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_LENGTH_DIGITS = 18
+"""A length of more digits than this (an exabyte) is not a length."""
 
-from .errors import ConnectionFailed, TransferError
+
+class Headers(Mapping[str, str]):
+    """A response's header fields, looked up without regard to case.
+
+    A field sent more than once keeps every value, joined with ``", "`` as HTTP
+    allows, so two different ``Content-Length`` values are seen as one bad value.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
+        self._fields: dict[str, tuple[str, str]] = {}
+        for name, value in fields:
+            self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        key = name.lower()
+        had = self._fields.get(key)
+        self._fields[key] = (name, value if had is None else f"{had[1]}, {value}")
+
+    def __getitem__(self, name: str) -> str:
+        return self._fields[name.lower()][1]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._fields.values())
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self.items())!r})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response:
+    """The head of a final response (never a 1xx or a followed redirect)."""
+
+    status: int
+    reason: str = ""
+    headers: Headers = field(default_factory=Headers)
+    http_version: str = "1.1"
+    url: str = ""
+    """The URL that answered, after redirects."""
 
 
 class ContentRange(NamedTuple):
@@ -20,7 +64,10 @@ class ContentRange(NamedTuple):
     total: int | None
 
 
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(
+    r"^[ \t]*bytes[ \t]+(?:([0-9]{1,18})-([0-9]{1,18})|\*)[ \t]*/[ \t]*([0-9]{1,18}|\*)[ \t]*$",
+    re.IGNORECASE | re.ASCII,
+)
 
 
 def parse_content_range(value: str | None) -> ContentRange | None:
@@ -38,7 +85,22 @@ def parse_content_range(value: str | None) -> ContentRange | None:
     )
     if parsed.start is not None and parsed.end is not None and parsed.end < parsed.start:
         return None
+    if parsed.end is not None and parsed.total is not None and parsed.end >= parsed.total:
+        return None
     return parsed
+
+
+def parse_length(value: str | None) -> int | None:
+    """A ``Content-Length`` of ASCII digits, else None (``"²"``, ``"-1"``, ``"1, 2"``)."""
+    if value is None:
+        return None
+    values = {v.strip(" \t") for v in value.split(",")}
+    if len(values) != 1:
+        return None
+    text = values.pop()
+    if not text or len(text) > MAX_LENGTH_DIGITS or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
 
 
 def validator_of(headers: Mapping[str, str]) -> str | None:
@@ -49,53 +111,10 @@ def validator_of(headers: Mapping[str, str]) -> str | None:
     return headers.get("Last-Modified")
 
 
-@contextlib.contextmanager
-def translated(where: Callable[[], str]) -> Iterator[None]:
-    """Turn library and OS exceptions into :class:`TransferError` (the one place it happens).
-
-    ``where`` tells, when called at failure time, how far the transfer had got.
-    """
-    try:
-        yield
-    except TransferError:
-        raise
-    except u3.SSLError as exc:
-        raise TransferError(f"TLS error: {short_reason(exc)}", retryable=False) from None
-    except u3.LocationParseError as exc:
-        raise TransferError(f"invalid URL: {short_reason(exc)}") from None
-    except u3.ProtocolError as exc:
-        inner = innermost(exc)
-        if isinstance(inner, http.client.LineTooLong) or "more than 100 headers" in str(inner):
-            # a broken server: it answers the same way next time
-            raise TransferError(
-                f"the server's response header is too large ({inner})", retryable=False
-            ) from None
-        raise ConnectionFailed(f"{short_reason(exc)} ({where()})") from None
-    except u3.NewConnectionError as exc:  # a subclass of ConnectTimeoutError, but not a timeout
-        raise ConnectionFailed(f"{short_reason(exc)} ({where()})") from None
-    except (u3.TimeoutError, TimeoutError):
-        raise ConnectionFailed(f"timed out {where()}") from None
-    except (u3.HTTPError, http.client.HTTPException, OSError) as exc:
-        raise ConnectionFailed(f"{short_reason(exc)} ({where()})") from None
-
-
-def innermost(exc: BaseException) -> BaseException:
-    """The exception at the bottom of urllib3's wrapping (``reason``, or one in ``args``)."""
-    reason = exc
-    for _ in range(8):
-        inner = getattr(reason, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = next((a for a in reason.args if isinstance(a, BaseException)), None)
-        if inner is None or inner is reason:
-            break
-        reason = inner
-    return reason
-
-
-def short_reason(exc: BaseException) -> str:
-    """The innermost reason of a urllib3 error, without pool and errno noise."""
-    reason = innermost(exc)
-    text = str(reason)
-    text = re.sub(r"^<?[\w.]*Connection(?:Pool)?\b[^:]*?: ", "", text)
-    text = re.sub(r"\[Errno -?\d+\] ", "", text)
-    return text if len(text) < 200 else text[:197] + "..."
+def version_changed(headers: Mapping[str, str], validator: str | None) -> bool:
+    """A response whose ETag (or Last-Modified) differs from ``validator``: another version."""
+    if not validator:
+        return False
+    is_etag = validator.startswith('"')
+    now = headers.get("ETag" if is_etag else "Last-Modified")
+    return now is not None and now != validator

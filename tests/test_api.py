@@ -57,7 +57,7 @@ def test_entries_and_option_strings(server: FaultServer, tmp_path: Path) -> None
     "kwargs",
     [
         {"jobs": 0},
-        {"jobs": 300},
+        {"jobs": 2000},
         {"on_exist": "nope"},
         {"timeout": 0},
         {"headers": ["bad"]},

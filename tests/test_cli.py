@@ -80,7 +80,7 @@ def test_version() -> None:
     "args",
     [
         ["-j", "0"],
-        ["-j", "257"],
+        ["-j", "1025"],
         ["--on-exist", "clobber"],
         ["--timeout", "0"],
         ["--retries", "-1"],

@@ -1,4 +1,4 @@
-"""The worker's HTTP client: credential rules (pure), then redirects against a real server."""
+"""Requests: credential rules (pure), then redirects and connections against a real server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from downloader import Status, fetch
-from downloader.client import Client, ClientConfig, _split_credentials, finish, keeps_credentials
+from downloader.client import keeps_credentials, split_credentials
 from tests.server import FaultServer, wait_until
 
 
@@ -38,7 +38,7 @@ def test_authorization_follows_only_the_same_origin(old: str, new: str, keep: bo
     ],
 )
 def test_credentials_leave_the_url(url: str, clean: str, credentials: str | None) -> None:
-    assert _split_credentials(url) == (clean, credentials)
+    assert split_credentials(url) == (clean, credentials)
 
 
 def test_url_credentials_become_basic_auth_on_the_same_host(
@@ -67,20 +67,19 @@ def test_redirect_to_a_malformed_or_foreign_url_fails_the_entry(
     assert list(dest.iterdir()) == []
 
 
-def test_close_leaves_no_connection_open(server: FaultServer) -> None:
-    """After a body abandoned mid-way and a reused connection, close() closes them all."""
+def test_a_run_leaves_no_connection_open(server: FaultServer, dest: Path) -> None:
+    """Reused connections, and an entry that fails locally: all closed when fetch() returns."""
     server.add("/big.bin", b"x" * 2_000_000)
-    server.add("/small.bin", b"small")
-    client = Client(ClientConfig(headers=(), timeout=5, verify=True))
-    abandoned = client.get(server.url("/big.bin"), {})
-    abandoned.read1(100_000)
-    finish(abandoned)  # as after a local write error: the connection is closed
-    kept = client.get(server.url("/small.bin"), {})
-    while kept.read1(1024):
-        pass
-    finish(kept)  # read to its end: back in the pool, open
-    wait_until(lambda: server.active_connections() == 1, timeout=5)
-    client.close()
+    for i in range(6):
+        server.add(f"/small{i}.bin", b"small")
+    (dest / "big.bin.part").mkdir(parents=True)  # the partial cannot be written
+    report = fetch(
+        [server.url("/big.bin"), *(server.url(f"/small{i}.bin") for i in range(6))],
+        dest=dest,
+        jobs=2,
+        retries=0,
+    )
+    assert report.counts.ok == 6 and (dest / "small5.bin").read_bytes() == b"small"
     wait_until(lambda: server.active_connections() == 0, timeout=5)
 
 
