@@ -69,7 +69,7 @@ def error_for(code: int, message: str) -> TransferError:
         return ConnectionFailed(text, unreachable=True)
     if code == pycurl.E_WRITE_ERROR:
         return LocalFileError(f"cannot write the download: {text}")
-    if "header" in text.lower() and ("large" in text.lower() or "too" in text.lower()):
+    if code == 100 or ("header" in text.lower() and "large" in text.lower()):
         return TransferError("the server's response header is too large", retryable=False)
     return ConnectionFailed(text)
 
@@ -191,10 +191,13 @@ class Call:
             code = 0
         return _VERSION_SERVED.get(code, self.version or "1.1")
 
-    def failure(self, code: int, message: str) -> TransferError:
-        """Why the transfer ended with libcurl's ``code``: the sink's or callback's reason first."""
+    def failure(self, code: int, message: str) -> TransferError | None:
+        """Why the transfer ended with libcurl's ``code``: the sink's or callback's reason first
+        (None: the sink had all it wanted and cut the rest)."""
         if self.sink is not None and self.sink.error is not None:
             return self.sink.error
+        if self.sink is not None and self.sink.complete:
+            return None
         if self.error is not None:
             return self.error
         return error_for(code, message)

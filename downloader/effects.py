@@ -34,6 +34,8 @@ class BodySink(Protocol):
     """Set when the sink stopped the body (too long, a local write error, cancelled)."""
     pause: float
     """Seconds the transfer should be held before more bytes (``--limit-rate``); 0: none."""
+    complete: bool
+    """The sink has every byte it wants and stopped the rest on purpose (not an error)."""
 
     def write(self, data: bytes) -> bool:
         """Take ``data``; False stops the transfer (``error`` says why)."""

@@ -20,6 +20,7 @@ inbox (a deque, plus a pipe that wakes the lane).
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import os
@@ -28,7 +29,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -164,7 +165,7 @@ class _Lane:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._closing = False
-        self._timers: list[tuple[float, int, _Task | _Unpause]] = []
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._calls: list[Call] = []
         self._active: dict[Call, _Task] = {}
@@ -172,6 +173,9 @@ class _Lane:
         self._cancelled = False
         self._tasks = 0
         self._multi: Multi | None = None
+        self._in_perform = False
+        self._deferred: list[Call] = []  # calls to add once perform returns (not from callbacks)
+        self._orphans: set[Call] = set()  # calls whose body nobody wants any more
 
     # -- from other threads ------------------------------------------------------------
 
@@ -205,7 +209,15 @@ class _Lane:
                 self._cancel_all(multi)
             if self._closing and not self._tasks and (not self._inbox or self._cancelled):
                 return
-            for call, code, message in multi.step():
+            self._in_perform = True
+            try:
+                ended = multi.step()
+            finally:
+                self._in_perform = False
+            for call in self._deferred:
+                multi.add(call)
+            self._deferred.clear()
+            for call, code, message in ended:
                 self._ended(multi, call, code, message)
             if self._paused or self.lanes.context.limiter is not None:
                 self._hold_rate(multi)
@@ -251,6 +263,7 @@ class _Lane:
                 return
             if self._cancelled or self.lanes.cancel.is_set():
                 future.cancel()  # not started: no line for it
+                future.set_running_or_notify_cancel()  # wakes whoever waits on it
             elif future.set_running_or_notify_cancel():
                 self._start(job, future)
 
@@ -298,25 +311,57 @@ class _Lane:
             self._add(multi, task, call)
         elif isinstance(effect, Wait):
             when = time.monotonic() + (0.0 if self.lanes.cancel.is_set() else effect.seconds)
-            heapq.heappush(self._timers, (when, next(self._seq), task))
+            self._later(when, lambda: self._advance(task, None))
         elif isinstance(effect, Gather):
-            task.waiting = len(effect.tasks)
-            task.results = [None] * len(effect.tasks)
-            if not effect.tasks:
-                self._advance(task, [])
-                return
-            for index, gen in enumerate(effect.tasks):
-                child = _Task(gen, parent=task)
-                child.index = index
-                self._advance(child, None)
+            self._gather(task, effect, None)
         else:  # Body or Discard with no response to read
             self._crash(task, RuntimeError(f"{effect!r} without a response"))
+
+    def _gather(self, task: _Task, effect: Gather, call: Call | None) -> None:
+        """Start the sub-transfers; the first may take over ``call``, whose head is in."""
+        task.waiting = len(effect.tasks)
+        task.results = [None] * len(effect.tasks)
+        if not effect.tasks:
+            self._advance(task, [])
+            return
+        for index, gen in enumerate(effect.tasks):
+            child = _Task(gen, parent=task)
+            child.index = index
+            if call is None:
+                self._advance(child, None)
+                continue
+            heir, call = call, None
+            try:
+                first = child.gen.send(None)
+            except StopIteration as stop:
+                self._orphan(heir)
+                self._finish(child, stop.value)
+                continue
+            except Exception as exc:
+                self._orphan(heir)
+                self._crash(child, exc)
+                continue
+            if isinstance(first, Body):  # the body of the head that came in is the child's
+                self._active[heir] = child
+                child.call, child.body, heir.sink = heir, True, first.sink
+                task.call = None
+            else:
+                self._orphan(heir)
+                self._dispatch(child, first)
+
+    def _orphan(self, call: Call) -> None:
+        """Nobody wants this call's body: it is cut, and the call given back when it ends."""
+        call.sink = None
+        self._orphans.add(call)
 
     def _add(self, multi: Multi, task: _Task, call: Call) -> None:
         task.call, task.body, task.pending, task.done = call, False, None, None
         task.deadline = time.monotonic() + 2 * self.lanes.config.timeout
         self._active[call] = task
-        multi.add(call)
+        if self._in_perform:
+            self._deferred.append(call)
+        else:
+            multi.add(call)
 
     def _on_head(self, call: Call) -> None:
         """The final response's head is in (inside libcurl's callback): where does the body go?"""
@@ -332,10 +377,17 @@ class _Lane:
             return
         if isinstance(effect, Body):
             call.sink, task.body = effect.sink, True
+        elif isinstance(effect, Gather):
+            self._gather(task, effect, call)
         elif not isinstance(effect, Discard):
             task.pending = effect  # moved on without the body: carried out once the call ends
 
     def _ended(self, multi: Multi, call: Call, code: int, message: str) -> None:
+        if call in self._orphans:
+            self._orphans.discard(call)
+            self._active.pop(call, None)
+            self._release(call)
+            return
         task = self._active.pop(call)
         self._paused.discard(call)
         task.call = None
@@ -351,6 +403,7 @@ class _Lane:
         error = call.failure(code, message) if code else None
         head = call.head_done and call.redirect is None
         body = task.body
+        sink_pause = call.sink.pause if call.sink is not None else 0.0
         self._release(call)
         if task.done is not None:
             crashed, value = task.done
@@ -363,6 +416,10 @@ class _Lane:
         elif task.pending is not None:
             effect, task.pending = task.pending, None
             self._dispatch(task, effect)
+        elif body and sink_pause > 0 and not self.lanes.cancel.is_set():
+            # --limit-rate: the body is in, but its bytes are paid for only after this
+            when = time.monotonic() + sink_pause
+            self._later(when, lambda: self._advance(task, error))
         else:
             self._advance(task, error if body else None)
 
@@ -407,13 +464,13 @@ class _Lane:
 
     # -- time, rate and cancellation ---------------------------------------------------
 
+    def _later(self, when: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (when, next(self._seq), action))
+
     def _fire_timers(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
-            _, _, task = heapq.heappop(self._timers)
-            if isinstance(task, _Unpause):
-                task.resume()
-            else:
-                self._advance(task, None)
+            _, _, action = heapq.heappop(self._timers)
+            action()
 
     def _hold_rate(self, multi: Multi) -> None:
         """``--limit-rate``: a transfer over the shared budget is paused until paid for."""
@@ -424,9 +481,14 @@ class _Lane:
                 continue
             multi.pause(call, True)
             self._paused.add(call)
-            unpause = _Unpause(self, multi, call)
-            heapq.heappush(self._timers, (now + sink.pause, next(self._seq), unpause))
+            self._later(now + sink.pause, functools.partial(self._unpause, multi, call))
             sink.pause = 0.0
+
+    def _unpause(self, multi: Multi, call: Call) -> None:
+        if call in self._paused:
+            self._paused.discard(call)
+            if call in self._active:
+                multi.pause(call, False)
 
     def _check_deadlines(self, multi: Multi, now: float) -> None:
         """A response head that has not come in twice ``--timeout`` fails the attempt."""
@@ -445,18 +507,5 @@ class _Lane:
             if call.sink is not None:
                 call.sink.error = Cancelled("interrupted")
             self._ended(multi, call, -1, "")
-        self._timers = [(0.0, seq, task) for _, seq, task in self._timers]
+        self._timers = [(0.0, seq, action) for _, seq, action in self._timers]
         heapq.heapify(self._timers)
-
-
-class _Unpause:
-    """A timer entry that resumes a paused transfer."""
-
-    def __init__(self, lane: _Lane, multi: Multi, call: Call) -> None:
-        self.lane, self.multi, self.call = lane, multi, call
-
-    def resume(self) -> None:
-        if self.call in self.lane._paused:
-            self.lane._paused.discard(self.call)
-            if self.call in self.lane._active:
-                self.multi.pause(self.call, False)

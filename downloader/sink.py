@@ -45,6 +45,7 @@ class Sink:
         limiter: TokenBucket | None = None,
         hasher: Hasher | None = None,
         counted: Callable[[int], None] | None = None,
+        cut_at_end: bool = False,
     ) -> None:
         self.fd = fd
         self.name = name
@@ -56,8 +57,11 @@ class Sink:
         self.hasher = hasher
         self.counted = counted
         self.written = 0
+        self.cut_at_end = cut_at_end
+        """Bytes past ``end`` are not an error but the rest of a longer body (a segment's)."""
         self.error: TransferError | None = None
         self.pause = 0.0
+        self.complete = False
 
     def write(self, data: bytes) -> bool:
         if self.cancel.is_set():
@@ -70,6 +74,9 @@ class Sink:
             self._put(data)
         except TransferError as exc:  # raised inside libcurl's callback: kept, not thrown
             self.error = exc
+            return False
+        if over and self.cut_at_end:
+            self.complete = True
             return False
         if over:
             self.error = BodyTooLong(f"the server sent more than the {self.end} bytes it announced")

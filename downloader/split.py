@@ -81,12 +81,15 @@ def fetch_segments(
     progress: TransferProgress,
     record: ResumeRecord,
     keep: int,
+    *,
+    first: bool = False,
 ) -> Generator[Effect, Any, SplitOutcome]:
     """Fetch what is missing of ``job.name``'s segments into its ``.part``.
 
     A new split download (``record`` without segments) gets as many segments as
     connections are free within ``--per-host``; its record is written before any
-    byte. A new version on the server (a RangeMismatch) discards the partial.
+    byte. With ``first``, the body of the plain GET whose head just came in serves
+    segment 0. A new version on the server (a RangeMismatch) discards the partial.
     """
     host = host_of(job.url)
     extra = job.gate.try_more(host, max(job.connections, 1) - 1)
@@ -101,7 +104,7 @@ def fetch_segments(
         fd = folder.open_part(job.name, keep)
         run = SplitRun(job, fd, record, folder, progress)
         try:
-            yield from run.run(1 + extra)
+            yield from run.run(1 + extra, first=first)
         except RangeMismatch as exc:
             folder.discard_partial(job.name)  # another version: none of its bytes can be kept
             return SplitOutcome(run.received, record, exc)
@@ -165,13 +168,15 @@ class SplitRun:
         """Bytes received by this attempt so far (read after :meth:`run`, even if it failed)."""
         self._saved = time.monotonic()
 
-    def run(self, connections: int) -> Generator[Effect, Any, int]:
+    def run(self, connections: int, *, first: bool = False) -> Generator[Effect, Any, int]:
         """Fetch what is missing over ``connections``; returns the bytes received.
 
+        With ``first``, the first runner begins with the body of the answer just in.
         Raises the worst error of a segment after saving how far all got.
         """
         before = self.segments.total_done()
-        runners = tuple(self._runner() for _ in range(max(1, connections)))
+        count = max(1, connections)
+        runners = tuple(self._runner(first=first and n == 0) for n in range(count))
         try:
             errors: list[TransferError | None] = yield Gather(runners)
         finally:
@@ -199,9 +204,31 @@ class SplitRun:
 
     # -- runners ---------------------------------------------------------------------
 
-    def _runner(self) -> Generator[Effect, Any, TransferError | None]:
+    def _sink(self, i: int, at: int, end: int, *, cut: bool = False) -> Sink:
+        return Sink(
+            self.fd,
+            name=self.job.name,
+            position=at,
+            end=end,
+            cancel=self.job.cancel,
+            progress=self.progress,
+            limiter=self.job.limiter,
+            counted=self._counted(i),
+            cut_at_end=cut,
+        )
+
+    def _runner(self, *, first: bool = False) -> Generator[Effect, Any, TransferError | None]:
         job = self.job
         host, gate, cancel = host_of(job.url), job.gate, job.cancel
+        if first:  # segment 0 from the plain GET's body; its connection is cut after
+            i = self.segments.take()
+            assert i == 0
+            start, end = self.segments.bounds[0]
+            error: TransferError | None = yield Body(self._sink(0, start, end, cut=True))
+            if error is not None:
+                return error
+            if self.segments.done[0] < end - start:
+                return ShortBody(f"a segment of {job.name} ended early; will resume")
         while not self.stopped and (i := self.segments.take()) is not None:
             while (held := gate.delay(host)) > 0:  # a Retry-After holds every request to the host
                 yield Wait(held)
@@ -221,17 +248,7 @@ class SplitRun:
                 if isinstance(problem, RangeMismatch):
                     self.stopped = True  # another version: the other segments are pointless
                 return problem
-            sink = Sink(
-                self.fd,
-                name=job.name,
-                position=at,
-                end=end,
-                cancel=cancel,
-                progress=self.progress,
-                limiter=job.limiter,
-                counted=self._counted(i),
-            )
-            error: TransferError | None = yield Body(sink)
+            error = yield Body(self._sink(i, at, end))
             if error is not None:
                 return error
             if self.segments.done[i] < end - start:

@@ -311,10 +311,9 @@ class _Download:
         if total is not None:
             self.length = total
         if offset == 0 and self._splittable(resp, total):
-            yield Discard()  # each segment asks for its own range
             assert total is not None
             fresh = ResumeRecord(self._url_hash(), validator_of(resp.headers), total)
-            yield from self._split(folder, None, keep=0, first=fresh)
+            yield from self._split(folder, None, keep=0, fresh=fresh)
             return
         # A new partial needs a resume record. Small bodies usually arrive at once,
         # so theirs is written only if the transfer stops part-way.
@@ -377,7 +376,7 @@ class _Download:
         record: ResumeRecord | None,
         *,
         keep: int,
-        first: ResumeRecord | None = None,
+        fresh: ResumeRecord | None = None,
     ) -> Steps:
         """Fetch the missing segments over up to ``-s`` connections, then verify and publish."""
         assert self.rel is not None
@@ -393,10 +392,12 @@ class _Download:
         if record is not None and record.segments is not None:  # a split partial goes on
             self.resumed_from = sum(done for *_, done in record.segments)
             ctx.notify(f"resuming {name} from {self.resumed_from} of {record.length} bytes (split)")
-        self.began_partial = self.began_partial or first is not None
-        start = record or first
+        self.began_partial = self.began_partial or fresh is not None
+        start = record or fresh
         assert start is not None
-        outcome = yield from fetch_segments(job, folder, ctx.progress, start, keep)
+        outcome = yield from fetch_segments(
+            job, folder, ctx.progress, start, keep, first=fresh is not None
+        )
         self.received += outcome.received
         if outcome.error is not None:
             raise outcome.error

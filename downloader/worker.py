@@ -78,12 +78,13 @@ def to_wire(index: int, result: Result) -> list[Any]:
         result.http_status,
         result.resumed_from,
         result.error,
+        result.http_version,
     ]
 
 
 def from_wire(row: Sequence[Any], job: Job, dest: str) -> Result:
     """The result of ``job`` from its row; the path is spelled as this process would."""
-    _, status, has_path, nbytes, elapsed, attempts, http_status, resumed_from, error = row
+    _, status, has_path, nbytes, elapsed, attempts, http_status, resumed_from, error, version = row
     return Result(
         url=job.entry.url,
         source=job.entry.source,
@@ -95,6 +96,7 @@ def from_wire(row: Sequence[Any], job: Job, dest: str) -> Result:
         http_status=http_status,
         resumed_from=resumed_from,
         error=error,
+        http_version=version,
         options=job.entry.options,
     )
 

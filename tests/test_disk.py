@@ -38,19 +38,20 @@ def fd_path(fd: int) -> str:
 
 
 def failing_write(after: int, suffix: str) -> Callable[..., int]:
-    """An ``os.write`` failing with ENOSPC once ``after`` bytes went to a file ending ``suffix``."""
-    real = os.write
+    """An ``os.pwrite`` (how bodies reach a partial) failing with ENOSPC once ``after`` bytes
+    went to a file ending ``suffix``."""
+    real = os.pwrite
     written = 0
 
-    def write(fd: int, data: Any) -> int:
+    def pwrite(fd: int, data: Any, offset: int) -> int:
         nonlocal written
         if fd_path(fd).endswith(suffix):
             if written + len(data) > after:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             written += len(data)
-        return real(fd, data)
+        return real(fd, data, offset)
 
-    return write
+    return pwrite
 
 
 def test_disk_full_fails_that_entry_keeps_its_partial_and_resumes_later(
@@ -58,7 +59,7 @@ def test_disk_full_fails_that_entry_keeps_its_partial_and_resumes_later(
 ) -> None:
     server.add("/full.bin", BIG)
     server.add("/fine.bin", b"fine")
-    monkeypatch.setattr(os, "write", failing_write(512 * 1024, "/full.bin.part"))
+    monkeypatch.setattr(os, "pwrite", failing_write(512 * 1024, "/full.bin.part"))
     report = run([server.url("/full.bin"), server.url("/fine.bin")], dest, jobs=1)
     full = by_url(report)[server.url("/full.bin")]
     assert full.status is Status.FAILED and "no space left on device" in full.error
@@ -80,7 +81,7 @@ def test_disk_full_on_a_small_file_leaves_nothing_half_written(
     server: FaultServer, dest: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server.add("/small.txt", b"s" * 1000)
-    monkeypatch.setattr(os, "write", failing_write(0, "/small.txt.part"))
+    monkeypatch.setattr(os, "pwrite", failing_write(0, "/small.txt.part"))
     result = run([server.url("/small.txt")], dest).results[0]
     assert result.status is Status.FAILED and "no space left on device" in result.error
     assert not (dest / "small.txt").exists()

@@ -209,7 +209,7 @@ def test_options_jobs_in_range(jobs: int) -> None:
     assert Options(jobs=jobs).jobs == jobs
 
 
-@pytest.mark.parametrize("jobs", [0, -1, 257, 10_000])
+@pytest.mark.parametrize("jobs", [0, -1, 1025, 10_000])
 def test_options_jobs_out_of_range(jobs: int) -> None:
     with pytest.raises(UsageError):
         Options(jobs=jobs)
@@ -251,7 +251,7 @@ def test_options_insecure_and_ca_bundle_are_exclusive(tmp_path: Path) -> None:
         {"limit_rate": 0},
         {"limit_rate": -5},
         {"per_host": 0},
-        {"per_host": 257},
+        {"per_host": 1025},
         {"split": 0},
         {"split": 17},
         {"split_min_size": -1},

@@ -120,6 +120,7 @@ def test_to_json_values() -> None:
         "http_status": 206,
         "resumed_from": 1000,
         "error": None,
+        "http_version": None,
     }
 
 
