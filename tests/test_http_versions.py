@@ -131,6 +131,22 @@ def test_http_1_1_is_never_above_1_1(
     files.assert_on_disk(dest)
 
 
+def test_http_1_1_keeps_its_connections_alive(
+    nginx_tls: NginxTLS, tls_files: TLSFiles, dest: Path, request: pytest.FixtureRequest
+) -> None:
+    """Without HTTP/2 (a TLS server that offers only HTTP/1.1), 4 downloads at a time
+    reuse their connections: at most 4 for 24 files, each carrying several requests."""
+    files = site(nginx_tls, request, 24)
+    args = ["-j", "4", "--ca-bundle", str(tls_files.ca), "-d", str(dest)]
+    run = pdl(*args, *files.urls(http2=False))
+    assert run.code == 0, run.stderr
+    assert [line["status"] for line in run.lines] == ["ok"] * 24, run.lines
+    logged = files.logged()
+    assert len(logged) == 24 and {r.protocol for r in logged} == {"HTTP/1.1"}
+    assert len({r.connection for r in logged}) <= 4
+    files.assert_on_disk(dest)
+
+
 def test_a_tls_server_without_http2_gets_1_1(
     nginx_tls: NginxTLS, tls_files: TLSFiles, dest: Path, request: pytest.FixtureRequest
 ) -> None:
