@@ -1,8 +1,9 @@
 """pdl side by side with aria2c, curl, wget2 and axel, against a real nginx on 127.0.0.1.
 
-    python benchmarks/compare.py                      # the four scenarios of issue 5, 3 reps
+    python benchmarks/compare.py                      # every default scenario, 3 reps
     python benchmarks/compare.py --scenarios small,latency --tools pdl,curl --reps 5
     python benchmarks/compare.py --sizes small=500x16K,large=2x64M --disk /var/tmp
+    python benchmarks/compare.py --scenarios latency64,latency256,https   # those of issue 11
     python benchmarks/compare.py --smoke              # tiny corpora, 1 rep, installed tools only
 
 Generates each scenario's corpus, serves it with nginx (installed with apt-get if
@@ -13,6 +14,14 @@ children), peak RSS and each tool's time as a ratio to pdl's. Downloads go to
 /dev/shm unless --disk DIR. Limits: ``read`` is one curl reading the same bytes to
 /dev/null over the same number of connections; ``copy`` is ``cp -R`` of the files.
 Progress goes to stderr; the table (or --json) to stdout.
+
+Scenarios with a -j of their own (``latency64``, ``latency256``) run every tool at that
+-j. The relay that adds their round trip runs in this process, on the same cores as the
+tools. ``https`` is served by the same nginx over TLS with HTTP/2 offered (a self-signed
+certificate made by ``openssl``, which every tool verifies); curl gets ``--http2``, wget2
+uses HTTP/2 by default, aria2c speaks HTTP/1.1 only. Rows ``pdl --threads N`` (1, the
+CPU count and the scenario's -j by default) and, over TLS, ``pdl --http 1.1`` are added
+only where the pdl being measured lists those options in ``pdl fetch --help``.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from benchmarks.corpus import (  # noqa: E402
     DEFAULT_SCENARIOS,
     SCENARIOS,
     SMOKE,
+    SMOKE_DEFAULT,
     MiB,
     Scenario,
     verify,
@@ -55,6 +65,7 @@ from benchmarks.tools import (  # noqa: E402
     measure,
     pdl_at,
     pdl_env,
+    pdl_has,
     pdl_lacks_split,
     rss_source,
 )
@@ -109,7 +120,8 @@ def parse_size(text: str) -> int:
 
 def pick_scenarios(args: argparse.Namespace) -> list[Scenario]:
     table = SMOKE if args.smoke else SCENARIOS
-    names = args.scenarios.split(",") if args.scenarios else list(DEFAULT_SCENARIOS)
+    default = SMOKE_DEFAULT if args.smoke else DEFAULT_SCENARIOS
+    names = args.scenarios.split(",") if args.scenarios else list(default)
     unknown = [n for n in names if n not in table]
     if unknown:
         raise SystemExit(f"unknown scenario {unknown[0]!r}; choose from {', '.join(table)}")
@@ -145,6 +157,58 @@ def pick_tools(args: argparse.Namespace) -> list[Tool]:
     return tools
 
 
+def threads_levels(spec: list[str], jobs: int) -> list[int]:
+    """``--pdl-threads`` words (a number, ``cpus``, ``j``) as distinct counts, none above -j."""
+    levels: list[int] = []
+    for word in spec:
+        if word == "cpus":
+            n = os.cpu_count() or 1
+        elif word == "j":
+            n = jobs
+        else:
+            n = int(word)
+        n = min(n, jobs)
+        if n not in levels:
+            levels.append(n)
+    return levels
+
+
+_SAID_MISSING: set[str] = set()
+
+
+def scenario_tools(tools: list[Tool], scenario: Scenario, args: argparse.Namespace) -> list[Tool]:
+    """The run's tools plus this scenario's pdl rows: ``--threads`` levels at its -j and,
+    over TLS, ``--http 1.1``; rows whose option this pdl lacks are left out (said once)."""
+    jobs = scenario.jobs or args.jobs
+    extra = [
+        pdl_at(
+            args.pdl_root, f"pdl --threads {n}", None, ("--threads", str(n)), needs=("--threads",)
+        )
+        for n in threads_levels(args.pdl_threads, jobs)
+    ]
+    if not args.tools:  # with --tools, only the rows asked for
+        extra.append(
+            pdl_at(
+                args.pdl_root,
+                "pdl --http 1.1",
+                None,
+                ("--http", "1.1"),
+                needs=("--http",),
+                tls_only=True,
+            )
+        )
+    kept = []
+    for tool in extra:
+        missing = [o for o in tool.needs if not pdl_has(args.pdl_root, o)]
+        if not missing:
+            kept.append(tool)
+        elif missing[0] not in _SAID_MISSING:
+            _SAID_MISSING.add(missing[0])
+            say(f"this pdl has no {missing[0]}: its rows are left out")
+    at = max(i for i, tool in enumerate(tools) if tool.pdl_root) + 1
+    return [*tools[:at], *kept, *tools[at:]]
+
+
 def install_missing(tools: list[Tool], need_nginx: bool) -> None:
     """apt-get install what is missing (never in smoke mode, never without root)."""
     packages = sorted({t.package for t in tools if t.package and not t.available()})
@@ -173,6 +237,7 @@ def run_scenario(
 ) -> list[Row]:
     asked = bool(args.tools)
     rows: dict[str, Row] = {}
+    tools = scenario_tools(tools, scenario, args)
     by_name = {tool.name: tool for tool in tools}
     for tool in tools:
         if not tool.applies(scenario, asked):
@@ -184,18 +249,24 @@ def run_scenario(
             reason = pdl_lacks_split(tool.pdl_root)
             if reason:
                 row.status, row.note = "n/a", reason
-    relay = DelayRelay(server.port, scenario.rtt) if scenario.rtt else None
-    port = relay.port if relay else server.port
+    if scenario.tls and server.tls_port is None:
+        for row in rows.values():
+            if row.status == "ok":
+                row.status, row.note = "n/a", f"{server.name} serves no TLS (needs nginx)"
+    target = server.tls_port if scenario.tls and server.tls_port else server.port
+    relay = DelayRelay(target, scenario.rtt) if scenario.rtt else None
+    port = relay.port if relay else target
     work = paths["work"] / scenario.name
     work.mkdir(parents=True, exist_ok=True)
     job = Job(
         scenario=scenario,
-        base=f"http://127.0.0.1:{port}/{scenario.name}/",
+        base=f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}/{scenario.name}/",
         source=paths["corpus"] / scenario.name,
         out=paths["downloads"] / f"pdl-bench-{os.getpid()}-{scenario.name}",
         work=work,
-        jobs=args.jobs,
+        jobs=scenario.jobs or args.jobs,
         split=args.split,
+        ca=server.ca if scenario.tls else None,
     )
     try:
         runnable = [r for r in rows.values() if r.status == "ok"]
@@ -277,7 +348,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         + f". Default: {','.join(DEFAULT_SCENARIOS)}. tools: {', '.join(TOOLS)}.",
     )
     add = parser.add_argument
-    add("--scenarios", help="comma-separated scenario names (default: the four of issue 5)")
+    add(
+        "--scenarios",
+        help="comma-separated scenario names (default: all but many; --smoke: the four of issue 5)",
+    )
     add("--tools", help="comma-separated tools (default: all but wget; pdl is always run)")
     add("--sizes", help="override corpora, e.g. small=500x16K,large=2x64M")
     add("--rtt", type=float, help="round trip in seconds for the latency scenario")
@@ -290,6 +364,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="N,N",
         help="extra pdl rows at these -j, e.g. 1,32 (scaling, in the same run)",
+    )
+    add(
+        "--pdl-threads",
+        type=lambda text: [w for w in text.split(",") if w],
+        metavar="N,cpus,j",
+        help="extra pdl rows at these --threads (a number, cpus, or j = the scenario's -j); "
+        "default 1,cpus,j without --tools, none with it; only for a pdl that has --threads",
     )
     add("--split", type=int, default=8, help="connections per file in the capped scenario")
     add("--disk", type=Path, help="download to this folder on disk instead of /dev/shm")
@@ -309,6 +390,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--no-install", action="store_true", help="never apt-get; skip missing tools")
     args = parser.parse_args(argv)
     args.reps = args.reps or (1 if args.smoke else 3)
+    if args.pdl_threads is None:
+        args.pdl_threads = [] if args.tools else ["1", "cpus", "j"]
     if args.tmp is None:
         shm = Path("/dev/shm")
         args.tmp = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
@@ -331,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             digests[scenario.name] = write_corpus(scenario, paths["corpus"])
         paths["corpus"].chmod(0o755)
         if nginx_available() and not args.python_server:
-            server = Nginx(paths["corpus"], paths["work"] / "nginx", scenarios)
+            tls = any(s.tls for s in scenarios)
+            server = Nginx(paths["corpus"], paths["work"] / "nginx", scenarios, tls=tls)
         elif args.smoke or args.python_server:
             server = Fallback(paths["corpus"], scenarios)
         else:

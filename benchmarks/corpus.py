@@ -24,6 +24,8 @@ class Scenario:
     rtt: float = 0.0  # seconds of round trip added by the relay; 0 = straight to the server
     rate: int = 0  # bytes/s per connection (nginx limit_rate); 0 = no cap
     split: bool = False  # one large file: tools use 8 ranged connections
+    jobs: int = 0  # downloads at the same time for every tool; 0 = the run's -j
+    tls: bool = False  # served over TLS with HTTP/2 offered (ALPN h2, http/1.1)
     about: str = ""
 
     @property
@@ -39,6 +41,10 @@ class Scenario:
             text += f", {self.rtt * 1000:.0f} ms round trip"
         if self.rate:
             text += f", {_human(self.rate)}/s per connection"
+        if self.tls:
+            text += ", HTTPS with HTTP/2"
+        if self.jobs:
+            text += f", -j {self.jobs}"
         return text
 
 
@@ -50,9 +56,28 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(name="latency", count=200, size=64 * KiB, rtt=0.05, about="a far server"),
         Scenario(name="capped", count=1, size=GiB, rate=25 * MiB, split=True, about="-s 8"),
         Scenario(name="many", count=20000, size=1 * KiB, about="a long list (memory)"),
+        Scenario(
+            name="latency64",
+            count=2000,
+            size=16 * KiB,
+            rtt=0.05,
+            jobs=64,
+            about="many small files from a far server, high concurrency",
+        ),
+        Scenario(
+            name="latency256",
+            count=2000,
+            size=16 * KiB,
+            rtt=0.05,
+            jobs=256,
+            about="the same at -j 256",
+        ),
+        Scenario(name="https", count=2000, size=16 * KiB, tls=True, about="TLS + HTTP/2"),
     )
 }
-DEFAULT_SCENARIOS = ("small", "large", "latency", "capped")
+DEFAULT_SCENARIOS = ("small", "large", "latency", "capped", "latency64", "latency256", "https")
+SMOKE_DEFAULT = ("small", "large", "latency", "capped")
+"""What --smoke runs unless --scenarios says otherwise: the four of issue 5, kept quick."""
 
 SMOKE: dict[str, Scenario] = {
     "small": replace(SCENARIOS["small"], count=20, size=1 * KiB),
@@ -60,6 +85,9 @@ SMOKE: dict[str, Scenario] = {
     "latency": replace(SCENARIOS["latency"], count=8, size=4 * KiB, rtt=0.02),
     "capped": replace(SCENARIOS["capped"], size=2 * MiB, rate=16 * MiB),
     "many": replace(SCENARIOS["many"], count=50),
+    "latency64": replace(SCENARIOS["latency64"], count=40, size=1 * KiB, rtt=0.02, jobs=16),
+    "latency256": replace(SCENARIOS["latency256"], count=40, size=1 * KiB, rtt=0.02, jobs=32),
+    "https": replace(SCENARIOS["https"], count=20, size=1 * KiB),
 }
 
 

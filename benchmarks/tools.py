@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +31,7 @@ class Job:
     work: Path  # list and config files
     jobs: int
     split: int
+    ca: Path | None = None  # the CA bundle to verify the server with (https scenarios)
 
     def urls(self) -> list[tuple[str, str]]:
         return [(self.base + name, name) for name in self.scenario.names()]
@@ -107,12 +110,16 @@ class Tool:
     slow_single: bool = False  # one connection per file: left out of the capped scenario
     opt_in: bool = False  # only when asked for by --tools
     pdl_root: Path | None = None  # a pdl checkout, run as `python -m downloader` from there
+    needs: tuple[str, ...] = ()  # options of that pdl this row uses (see pdl_has)
+    tls_only: bool = False  # only for scenarios served over TLS
 
     def available(self) -> bool:
         return shutil.which(self.binary) is not None
 
     def applies(self, scenario: Scenario, asked: bool) -> bool:
         if self.single_only and scenario.count != 1:
+            return False
+        if self.tls_only and not scenario.tls:
             return False
         if asked:
             return True
@@ -124,6 +131,8 @@ def _pdl(job: Job) -> list[str]:
     argv += ["-j", str(job.jobs), "-d", str(job.out), "-q"]
     if job.scenario.split:
         argv += ["-s", str(job.split), "--split-min-size", "1M"]
+    if job.ca:
+        argv += ["--ca-bundle", str(job.ca)]
     return argv
 
 
@@ -141,8 +150,8 @@ def pdl_env(pdl_root: Path) -> dict[str, str]:
     return env
 
 
-def pdl_lacks_split(pdl_root: Path) -> str | None:
-    """Why pdl cannot run the split scenario (no ``-s/--split``), or None."""
+@functools.cache
+def _pdl_help(pdl_root: Path) -> str:
     env = dict(os.environ, PYTHONPATH=str(pdl_root))
     shown = subprocess.run(
         [sys.executable, "-m", "downloader", "fetch", "--help"],
@@ -152,7 +161,18 @@ def pdl_lacks_split(pdl_root: Path) -> str | None:
         cwd=pdl_root,  # -m puts the working folder first on sys.path
         check=False,
     )
-    if "--split-min-size" not in shown.stdout:
+    return shown.stdout
+
+
+def pdl_has(pdl_root: Path, option: str) -> bool:
+    """Whether ``pdl fetch --help`` of that checkout lists *option* (``--threads``)."""
+    listed = rf"(?m)^\s+(?:-\w+, )?{re.escape(option)}(?=[\s=,/\[]|$)"
+    return re.search(listed, _pdl_help(pdl_root)) is not None
+
+
+def pdl_lacks_split(pdl_root: Path) -> str | None:
+    """Why pdl cannot run the split scenario (no ``-s/--split``), or None."""
+    if not pdl_has(pdl_root, "--split-min-size"):
         return "this pdl has no -s/--split"
     return None
 
@@ -160,6 +180,8 @@ def pdl_lacks_split(pdl_root: Path) -> str | None:
 def _aria2c(job: Job) -> list[str]:
     argv = ["aria2c", "-i", str(job.url_list()), "-d", str(job.out), "-j", str(job.jobs)]
     argv += ["--quiet=true", "--allow-overwrite=true", "--auto-file-renaming=false"]
+    if job.ca:
+        argv.append(f"--ca-certificate={job.ca}")
     if job.scenario.split:
         n = str(job.split)
         argv += [f"--max-connection-per-server={n}", f"--split={n}", "--min-split-size=1M"]
@@ -187,16 +209,21 @@ def _curl(job: Job, *, to_null: bool = False) -> list[str]:
     argv = ["curl", "--parallel", "--parallel-max", parallel, "--fail", "--silent"]
     if to_null:  # the limit: all connections at once, not after the first one is seen
         argv.append("--parallel-immediate")
+    if job.ca:
+        argv += ["--http2", "--cacert", str(job.ca)]
     return [*argv, "--show-error", "-K", str(config)]
 
 
 def _wget2(job: Job) -> list[str]:
     argv = ["wget2", "--max-threads", str(job.jobs), "-i", str(job.url_list())]
+    if job.ca:
+        argv += ["--http2", f"--ca-certificate={job.ca}"]
     return [*argv, "-P", str(job.out), "-q", "--no-hsts", "--no-robots"]
 
 
 def _wget(job: Job) -> list[str]:
-    return ["wget", "-q", "--no-hsts", "-i", str(job.url_list()), "-P", str(job.out)]
+    argv = ["wget", "-q", "--no-hsts", "-i", str(job.url_list()), "-P", str(job.out)]
+    return [*argv, f"--ca-certificate={job.ca}"] if job.ca else argv
 
 
 def _axel(job: Job) -> list[str]:
@@ -231,11 +258,20 @@ TOOLS: dict[str, Tool] = {
 
 
 def pdl_at(
-    root: Path, name: str = "pdl", jobs: int | None = None, extra: tuple[str, ...] = ()
+    root: Path,
+    name: str = "pdl",
+    jobs: int | None = None,
+    extra: tuple[str, ...] = (),
+    *,
+    needs: tuple[str, ...] = (),
+    tls_only: bool = False,
 ) -> Tool:
     """pdl as found in the checkout *root*; with *jobs*, at that ``-j`` instead of the run's;
-    *extra* options after the usual ones (e.g. ``("--processes", "2")``)."""
-    tool = dataclasses.replace(TOOLS["pdl"], name=name, pdl_root=root.resolve())
+    *extra* options after the usual ones (e.g. ``("--processes", "2")``), *needs* the
+    options among them that not every pdl has (the row is left out where it lacks one)."""
+    tool = dataclasses.replace(
+        TOOLS["pdl"], name=name, pdl_root=root.resolve(), needs=needs, tls_only=tls_only
+    )
     if jobs is not None or extra:
 
         def command(job: Job) -> list[str]:

@@ -86,3 +86,59 @@ class RecordingReporter(NullReporter):
 @pytest.fixture
 def recorder() -> RecordingReporter:
     return RecordingReporter()
+
+
+# Real servers (tests/nginx.py). Imported here, below the rest, so that this part is an
+# addition of its own.
+import os  # noqa: E402
+
+from tests.nginx import (  # noqa: E402
+    Caddy,
+    NginxTLS,
+    TLSFiles,
+    caddy_binary,
+    issue_certificate,
+    nginx_binary,
+)
+
+
+def _server_missing(what: str, install: str) -> None:
+    """Skip a test whose server is not installed; in CI (where .ci/run installs it), fail."""
+    reason = f"{what} is not installed ({install}); .ci/run installs it"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A CA (``.ca``, what clients verify with) and a certificate for 127.0.0.1 it signed."""
+    return issue_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def nginx_tls(tmp_path_factory: pytest.TempPathFactory, tls_files: TLSFiles) -> Iterator[NginxTLS]:
+    """A real nginx for the whole session: ``url(path)`` is TLS + HTTP/2, ``url(path,
+    http2=False)`` TLS + HTTP/1.1, ``url(path, tls=False)`` cleartext; ``add(path, body)``
+    serves a file, ``requests(under)`` / ``wait_requests(n, under)`` read its access log.
+    Tests share it: give each its own folder (``/<test name>/...``) and read only that."""
+    if nginx_binary() is None:
+        _server_missing("nginx", "apt-get install nginx")
+    srv = NginxTLS(tmp_path_factory.mktemp("www"), tmp_path_factory.mktemp("nginx"), tls_files)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def caddy_h3(tmp_path_factory: pytest.TempPathFactory, tls_files: TLSFiles) -> Iterator[Caddy]:
+    """A real caddy for the whole session: ``url(path)`` on one port over TCP (HTTP/1.1,
+    HTTP/2) and UDP (HTTP/3); the same ``add`` / ``requests`` / ``wait_requests`` as nginx."""
+    if caddy_binary() is None:
+        _server_missing("caddy", "apt-get install caddy")
+    srv = Caddy(tmp_path_factory.mktemp("www3"), tmp_path_factory.mktemp("caddy"), tls_files)
+    try:
+        yield srv
+    finally:
+        srv.stop()
