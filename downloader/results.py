@@ -10,10 +10,11 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .naming import COMPANIONS, RelPath, numbered
 from .options import EntryOptions
+from .safetext import redact as redact  # what pdl shows is decided in safetext
+from .safetext import redact_text as redact_text
 
 
 class Status(enum.StrEnum):
@@ -53,27 +54,6 @@ class Result:
             "resumed_from": self.resumed_from,
             "error": redact_text(self.error, self.url) if self.error else None,
         }
-
-
-def redact(url: str) -> str:
-    """``https://user:pass@host/x`` -> ``https://***@host/x``; other URLs unchanged."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
-
-
-def redact_text(text: str, url: str) -> str:
-    """Redact ``url``'s credentials wherever they appear inside ``text``."""
-    redacted = redact(url)
-    if redacted == url:
-        return text
-    userinfo = urlsplit(url).netloc.rsplit("@", 1)[0]
-    return text.replace(url, redacted).replace(userinfo + "@", "***@")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
