@@ -5,11 +5,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .naming import RelPath, check_relative
 from .version import __version__
 
 ALGORITHMS: dict[str, str] = {
@@ -50,11 +52,40 @@ class Checksum:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EntryOptions:
-    """Per-URL options of a list entry (``out=``, ``dir=``, ``checksum=``)."""
+    """Per-URL options of a list entry (``out=``, ``dir=``, ``checksum=``).
+
+    This is the one check of ``out`` and ``dir``, for lists and for the API alike: an
+    absolute path or a ``..`` component raises ValueError (a :class:`UsageError`),
+    and what is kept is the safe form, components made safe by
+    :func:`naming.sanitize` and joined with ``/``. So no value of this type can name
+    a place outside the destination.
+    """
 
     out: str | None = None
     dir: str | None = None
     checksum: Checksum | None = None
+
+    def __post_init__(self) -> None:
+        if self.out is not None:
+            parts = _relative(self.out, "out")
+            if not parts:
+                raise UsageError(f"out has no file name: {self.out!r}")
+            object.__setattr__(self, "out", "/".join(parts))
+        if self.dir is not None:
+            object.__setattr__(self, "dir", "/".join(_relative(self.dir, "dir")) or None)
+        if self.checksum is not None and not isinstance(self.checksum, Checksum):
+            raise UsageError(f"checksum must be a Checksum, not {self.checksum!r}")
+
+
+def _relative(value: object, what: str) -> RelPath:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise UsageError(f"{what} must be a relative path, not {value!r}")
+    try:
+        return check_relative(value, what)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
