@@ -154,6 +154,11 @@ def _path_key(rel: RelPath) -> str:
     return "/".join(rel)
 
 
+FAILED_KEPT = 100
+"""Without ``keep_results``, the first this many failures are kept (for the summary); the
+others are only counted, so a list of a million bad lines needs no memory for them."""
+
+
 class Tally:
     """The one lock-protected shared object: counters, kept results and claimed paths.
 
@@ -201,7 +206,7 @@ class Tally:
         return False
 
     def record(self, result: Result) -> Counts:
-        """Count one finished entry and keep it (failures always; others when asked)."""
+        """Count one finished entry and keep it (all when asked, else the first failures)."""
         with self._lock:
             c = self._counts
             self._counts = Counts(
@@ -212,7 +217,11 @@ class Tally:
                 resumed_bytes=c.resumed_bytes + result.resumed_from,
                 retries=c.retries + max(0, result.attempts - 1),
             )
-            if self._keep_all or (self._keep_failed and result.status is Status.FAILED):
+            if self._keep_all or (
+                self._keep_failed
+                and result.status is Status.FAILED
+                and len(self._results) < FAILED_KEPT  # the rest are streamed, not kept
+            ):
                 self._results.append(result)
             return self._counts
 
