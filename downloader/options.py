@@ -201,7 +201,13 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 def parse_size(text: str) -> int:
-    """``"32M"`` -> 33554432. Units K, M, G, T are powers of 1024; a bare number is bytes."""
+    """``"32M"`` -> 33554432. Units K, M, G, T are powers of 1024; a bare number is bytes.
+
+    ``KB``/``KiB``, ``MB``/``MiB``, ... are taken deliberately as the same powers of
+    1024 (as aria2, wget and curl take ``K`` and ``M``): a careful user writing
+    ``2MB`` for a rate means "about two megabytes", and the 5% between the readings
+    never matters more than refusing the value would. The error message says so.
+    """
     match = _SIZE_RE.match(text)
     try:
         if not match:
@@ -210,7 +216,8 @@ def parse_size(text: str) -> int:
         return int(float(number) * _UNITS[unit.lower()])
     except (ValueError, OverflowError):
         raise UsageError(
-            f"not a size: {text!r} (use a number with an optional K, M, G or T)"
+            f"not a size: {text!r} (use a number with an optional K, M, G or T,"
+            " all powers of 1024; KB and KiB both mean K)"
         ) from None
 
 

@@ -74,7 +74,7 @@ def test_api_entry_options_cannot_leave_dest(
 ) -> None:
     server.add("/a.bin", b"a")
     dest = tmp_path / "deep" / "dest"
-    with pytest.raises(ValueError, match="out|dir"):
+    with pytest.raises(ValueError, match=r"out|dir"):
         entry = Entry(url=server.url("/a.bin"), options=EntryOptions(**kwargs))
         run([entry], dest)
     assert files_under(tmp_path) == set()
@@ -120,7 +120,7 @@ def test_a_hard_link_at_the_part_is_never_written_through(
     assert report.results[0].status is Status.OK
     assert outside.read_bytes() == before
     assert (dest / "a.bin").read_bytes() == BODY
-    assert os.stat(dest / "a.bin").st_nlink == 1
+    assert (dest / "a.bin").stat().st_nlink == 1
 
 
 def test_open_part_replaces_a_hard_link_without_truncating_it(tmp_path: Path) -> None:
@@ -248,7 +248,7 @@ def test_a_record_moved_beside_another_partial_is_not_believed(
         folder.write_record(
             "a.bin", ResumeRecord(ResumeRecord.url_hash(url), auto_etag(BODY), None)
         )
-    os.replace(dest / "a.bin.part", dest / "old.part")
+    (dest / "a.bin.part").replace(dest / "old.part")
     (dest / "a.bin.part").write_bytes(b"X" * 100_000)  # same size, another file
     result = run([url], dest).results[0]
     assert result.status is Status.OK and result.resumed_from == 0
