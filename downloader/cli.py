@@ -23,6 +23,7 @@ from .cluster import ClusterLost, mute_dask_logs
 from .errors import UsageError
 from .progress import Reporter, standard_reporter
 from .results import Report, summary_lines
+from .safetext import redact_text
 from .tune import (
     Level,
     Sample,
@@ -336,7 +337,7 @@ def _run(
     except ClusterLost as exc:
         if not quiet and exc.report is not None:
             _print_summary(exc.report, stderr, None)
-        click.echo(f"pdl: error: {exc}", file=stderr)
+        click.echo(f"pdl: error: {redact_text(str(exc), '')}", file=stderr)  # tcp://u:p@h
         _exit(1)
         raise  # not reached
 
@@ -365,7 +366,7 @@ def tune(
     sources = _sources_or_stdin(sources)
     if options["insecure"] and options["ca_bundle"] is not None:
         raise click.UsageError("--insecure and --ca-bundle cannot be used together")
-    stderr = sys.stderr
+    stdout, stderr = _std_streams(False)
     say = _say(stderr)
     if options["insecure"]:
         say(INSECURE_WARNING)
@@ -375,7 +376,7 @@ def tune(
     def reporter_for(jobs: int) -> Reporter:
         say(f"pdl tune: -j {jobs} ({run.index(jobs) + 1}/{len(run)})")
         return standard_reporter(
-            stdout=sys.stdout, stderr=stderr, progress=bars, verbose=verbose, errors=verbose
+            stdout=stdout, stderr=stderr, progress=bars, verbose=verbose, errors=verbose
         )
 
     measured: list[Level] = []
@@ -387,7 +388,7 @@ def tune(
         except KeyboardInterrupt:
             say("pdl: interrupted")
             _exit(signals.exit_code)
-    _exit(_print_tune(measured, sys.stdout))
+    _exit(_print_tune(measured, stdout))
 
 
 def _tune_plan(
