@@ -137,6 +137,22 @@ def test_open_part_replaces_a_hard_link_without_truncating_it(tmp_path: Path) ->
     assert (dest / "a.bin.part").read_bytes() == b"new"
 
 
+@pytest.mark.parametrize("companion", [".part.pdl", ".part.pdl.tmp"])
+def test_a_hard_link_at_the_record_is_never_written_through(
+    server: FaultServer, tmp_path: Path, companion: str
+) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    outside = tmp_path / "precious.txt"
+    outside.write_bytes(b"precious")
+    os.link(outside, dest / f"a.bin{companion}")
+    server.add("/a.bin", BODY, faults=[Fault.truncate(100_000)])
+    assert run([server.url("/a.bin")], dest, retries=0).results[0].status is Status.FAILED
+    assert run([server.url("/a.bin")], dest).results[0].resumed_from == 100_000
+    assert outside.read_bytes() == b"precious"
+    assert (dest / "a.bin").read_bytes() == BODY
+
+
 # --------------------------------------------------------------------------------------------
 # 3. a link, FIFO or other non-regular file at the target is never "existing and verified"
 # --------------------------------------------------------------------------------------------
