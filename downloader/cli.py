@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import os
 import shutil
 import signal
@@ -10,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO, cast
 
 import click
 
@@ -20,6 +23,7 @@ from .cluster import ClusterLost, mute_dask_logs
 from .errors import UsageError
 from .progress import Reporter, standard_reporter
 from .results import Report, summary_lines
+from .safetext import redact_text
 from .tune import (
     Level,
     Sample,
@@ -117,6 +121,114 @@ class _Signals:
         return EXIT_SIGTERM if self.received == signal.SIGTERM else EXIT_SIGINT
 
 
+class _Output(io.TextIOBase):
+    """A standard stream that never fails the run: downloads go on whatever it refuses.
+
+    A stream that is closed (``>&-``), full (``>/dev/full``) or broken fails once:
+    that is said once on the ``say`` stream (for stdout: on stderr; a reader gone
+    away, ``| head``, is said nothing), and everything after is dropped. Its
+    descriptor is then pointed at /dev/null, so the exit-time flush is quiet too.
+    Text the stream cannot encode (a ``--dir`` not valid in the locale's
+    encoding) is written with ``errors``: ``surrogateescape`` gives a path back its
+    own bytes, ``backslashreplace`` shows them as escapes.
+    """
+
+    def __init__(
+        self, stream: TextIO | None, what: str, errors: str, say: Callable[[str], None]
+    ) -> None:
+        super().__init__()
+        self._stream = stream
+        self._what = what
+        self._say = say
+        self._errors = errors
+        self.failed = False
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(OSError, ValueError):  # a detached or closed stream
+                reconfigure(errors=errors)
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream is not None and not self.failed and self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        if self._stream is None:
+            raise io.UnsupportedOperation(f"{self._what} is closed")
+        return self._stream.fileno()
+
+    def write(self, text: str) -> int:
+        if self.failed:
+            return len(text)
+        if self._stream is None:
+            self._fail("it is closed")
+            return len(text)
+        try:
+            try:
+                self._stream.write(text)
+            except UnicodeEncodeError:
+                enc = self.encoding
+                self._stream.write(text.encode(enc, "backslashreplace").decode(enc, "replace"))
+        except OSError as exc:
+            self._fail(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.failed or self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, why: OSError | str) -> None:
+        self.failed = True
+        if isinstance(why, OSError) and why.errno == errno.EPIPE:
+            why = ""  # the reader has all it wanted
+        elif isinstance(why, OSError):
+            why = why.strerror or str(why)
+        with_fd = self._stream
+        try:
+            if with_fd is not None:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, with_fd.fileno())
+                os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        if why:
+            self._say(f"pdl: cannot write to {self._what} ({why}); the downloads go on")
+
+
+def _std_streams(json: bool) -> tuple[TextIO, TextIO]:
+    """stdout and stderr as :class:`_Output` (stdout's failure is said on stderr)."""
+    err = _Output(sys.stderr, "standard error", "backslashreplace", lambda line: None)
+    say = _say(cast(TextIO, err))
+    out_errors = "backslashreplace" if json else "surrogateescape"
+    out = _Output(sys.stdout, "standard output", out_errors, say)
+    return cast(TextIO, out), cast(TextIO, err)
+
+
+def _open_std_fds() -> None:
+    """Open /dev/null on a closed fd 0, 1 or 2 (``>&-``), so no file of pdl's ever gets one
+    (a print would land in a download), and so that C libraries writing there are harmless."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+
+
 def _stdin() -> BinaryIO | None:
     """Standard input as bytes, or None when the process has none (``<&-``)."""
     return sys.stdin.buffer if sys.stdin is not None else None
@@ -137,6 +249,7 @@ def main() -> None:
     Every option can also be set in the environment: PDL_JOBS=16, PDL_DIR=~/dl, ...
     (the name is shown in each command's --help).
     """
+    _open_std_fds()
 
 
 def _sources_or_stdin(sources: tuple[str, ...]) -> tuple[str, ...]:
@@ -174,10 +287,9 @@ def fetch(
     sources = _sources_or_stdin(sources)
     if options["insecure"] and options["ca_bundle"] is not None:
         raise click.UsageError("--insecure and --ca-bundle cannot be used together")
-    stdout = sys.stdout
-    stderr = sys.stderr
+    stdout, stderr = _std_streams(json)
     if options["insecure"]:  # once per run, not once per request
-        click.echo(INSECURE_WARNING, err=True)
+        click.echo(INSECURE_WARNING, file=stderr)
     bars = (stderr.isatty() if progress is None else progress) and not quiet
     bars = bars and not options["dry_run"]  # a plan is printed at once: nothing to watch
     reporter = standard_reporter(
@@ -191,25 +303,43 @@ def fetch(
     )
     if options["scheduler"] is not None or options["processes"] is not None:
         mute_dask_logs()
+    report: Report | None = None
     with _Signals() as signals:
         try:
-            report = api_fetch(_items(sources), reporter=reporter, keep_results=False, **options)
-        except KeyboardInterrupt:
-            click.echo("pdl: interrupted", err=True)
+            report = _run(sources, reporter, options, stderr, quiet)
+            if not quiet and not options["dry_run"]:
+                failed = options["failed"]
+                _print_summary(report, stderr, str(failed) if failed is not None else None)
+        except KeyboardInterrupt:  # also one that comes while the summary is printed
+            if report is None:
+                click.echo("pdl: interrupted", file=stderr)
+            stdout.flush()
             _exit(signals.exit_code)
-        except UsageError as exc:
-            raise click.UsageError(str(exc)) from None
-        except OSError as exc:  # a list file vanished or became unreadable mid-run
-            raise click.UsageError(f"cannot read a URL list: {exc}") from None
-        except ClusterLost as exc:
-            if not quiet and exc.report is not None:
-                _print_summary(exc.report, stderr, None)
-            click.echo(f"pdl: error: {exc}", err=True)
-            _exit(1)
-        if not quiet and not options["dry_run"]:
-            failed = options["failed"]
-            _print_summary(report, stderr, str(failed) if failed is not None else None)
-    _exit(signals.exit_code if report.interrupted else report.exit_code)
+        stdout.flush()
+        assert report is not None
+        _exit(signals.exit_code if report.interrupted else report.exit_code)
+
+
+def _run(
+    sources: tuple[str, ...],
+    reporter: Reporter,
+    options: dict[str, Any],
+    stderr: TextIO,
+    quiet: bool,
+) -> Report:
+    """The run itself, its errors turned into exit statuses (a KeyboardInterrupt passes)."""
+    try:
+        return api_fetch(_items(sources), reporter=reporter, keep_results=False, **options)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:  # a list file vanished or became unreadable mid-run
+        raise click.UsageError(f"cannot read a URL list: {exc}") from None
+    except ClusterLost as exc:
+        if not quiet and exc.report is not None:
+            _print_summary(exc.report, stderr, None)
+        click.echo(f"pdl: error: {redact_text(str(exc), '')}", file=stderr)  # tcp://u:p@h
+        _exit(1)
+        raise  # not reached
 
 
 @main.command(epilog=TUNE_EPILOG)
@@ -236,7 +366,7 @@ def tune(
     sources = _sources_or_stdin(sources)
     if options["insecure"] and options["ca_bundle"] is not None:
         raise click.UsageError("--insecure and --ca-bundle cannot be used together")
-    stderr = sys.stderr
+    stdout, stderr = _std_streams(False)
     say = _say(stderr)
     if options["insecure"]:
         say(INSECURE_WARNING)
@@ -246,7 +376,7 @@ def tune(
     def reporter_for(jobs: int) -> Reporter:
         say(f"pdl tune: -j {jobs} ({run.index(jobs) + 1}/{len(run)})")
         return standard_reporter(
-            stdout=sys.stdout, stderr=stderr, progress=bars, verbose=verbose, errors=verbose
+            stdout=stdout, stderr=stderr, progress=bars, verbose=verbose, errors=verbose
         )
 
     measured: list[Level] = []
@@ -258,7 +388,7 @@ def tune(
         except KeyboardInterrupt:
             say("pdl: interrupted")
             _exit(signals.exit_code)
-    _exit(_print_tune(measured, sys.stdout))
+    _exit(_print_tune(measured, stdout))
 
 
 def _tune_plan(
@@ -315,7 +445,14 @@ def _print_tune(measured: list[Level], stream: TextIO) -> int:
 
 
 def _print_summary(report: Report, stream: Any, failed_file: str | None = None) -> None:
-    for line in summary_lines(report, failed_file):
+    """The summary; failures past the ones kept are counted (each was printed as it came)."""
+    lines = list(summary_lines(report, failed_file))
+    more = report.counts.failed - len(report.failed)
+    if more > 0:
+        rerun = failed_file is not None and bool(lines) and "re-run" in lines[-1]
+        where = f"listed above and in {failed_file}" if failed_file else "listed above"
+        lines.insert(len(lines) - rerun, f"  ... and {more} more failed entries ({where})")
+    for line in lines:
         click.echo(line, file=stream)
 
 

@@ -10,14 +10,20 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote, urlsplit
 
+from .safetext import is_invisible
+
 MAX_NAME_BYTES = 250
 """A name is cut to this many bytes, so that ``NAME.part`` fits the usual 255."""
 
 PART_SUFFIX = ".part"
 RECORD_SUFFIX = ".part.pdl"
 """The resume record beside a partial: ``NAME.part.pdl``."""
-COMPANIONS = (PART_SUFFIX, RECORD_SUFFIX)
-"""Files a download keeps beside its final name while it is in progress."""
+TMP_SUFFIX = ".tmp"
+"""A record is written to ``NAME.part.pdl.tmp`` first, then renamed."""
+COMPANIONS = (PART_SUFFIX, RECORD_SUFFIX, RECORD_SUFFIX + TMP_SUFFIX)
+"""Files a download keeps beside its final name while it is in progress. No name that
+:func:`sanitize` returns ends in one of them (in any letter case), so a download can
+never be taken for another one's companion, nor plant one."""
 DEFAULT_NAME = "index.html"
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff/\\\\]")
@@ -35,17 +41,40 @@ _RESERVED = frozenset(
 def sanitize(name: str) -> str:
     """Make one path component safe: no separators, control characters, ``.`` or ``..``.
 
-    Control characters, ``/``, ``\\`` and NUL become ``_``; the result is cut to
+    Control characters, ``/``, ``\\`` and NUL become ``_``, and so do the characters
+    that do not show as themselves (bidirectional overrides such as U+202E, zero-width
+    spaces and joiners, line separators: :func:`safetext.is_invisible`), so that
+    ``invoice\u202efdp.exe`` cannot pass for ``invoiceexe.pdf``. The result is cut to
     :data:`MAX_NAME_BYTES` bytes of UTF-8, keeping the extension. The name is also
     made portable, so that a folder of downloads still works when it is copied to a
     Windows, SMB or exFAT disk: trailing dots and spaces are dropped, and a Windows
     device name gets ``_`` after its stem (``CON`` -> ``CON_``, ``nul.txt`` ->
-    ``nul_.txt``).
+    ``nul_.txt``). Last, a name ending like one of pdl's own files (:data:`COMPANIONS`)
+    gets ``_`` appended: ``report.part`` -> ``report.part_``.
     """
     name = _UNSAFE.sub("_", name)
+    if not name.isascii():
+        name = "".join("_" if is_invisible(c) else c for c in name)
     if name.strip() in ("", ".", ".."):
         name = name.replace(".", "_") if name.strip() else "_"
-    return _portable(_cut(_portable(name)))
+    return _not_companion(_portable(_cut(_portable(name))))
+
+
+def is_companion(name: str) -> bool:
+    """Does ``name`` end like a ``.part``, a resume record or its temporary file?"""
+    return name.lower().endswith(COMPANIONS)
+
+
+def _not_companion(name: str) -> str:
+    """``report.part`` -> ``report.part_`` (cut first, when the ``_`` would not fit)."""
+    if not is_companion(name):
+        return name
+    lowered = name.lower()
+    suffix = next(s for s in COMPANIONS[::-1] if lowered.endswith(s))
+    tail = name[-len(suffix) :] + "_"
+    room = MAX_NAME_BYTES - len(tail.encode("utf-8"))
+    stem = name[: -len(suffix)].encode("utf-8")[:room].decode("utf-8", "ignore")
+    return stem + tail
 
 
 def _portable(name: str) -> str:
@@ -106,15 +135,22 @@ def _content_disposition_params(header: str) -> dict[str, str]:
     return params
 
 
+_EXT_CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "iso-8859-1": "latin-1", "latin1": "latin-1"}
+_EXT_CHARSETS |= {"latin-1": "latin-1", "us-ascii": "ascii", "ascii": "ascii"}
+"""The charsets of an RFC 8187 ``filename*``: UTF-8 and ISO-8859-1 (all the RFC asks for),
+and ASCII. Any other (``punycode``, ``rot13``, ``utf-7``, ...) makes the value unusable."""
+
+
 def _decode_ext_value(value: str) -> str | None:
-    """RFC 5987 ``charset'lang'pct-encoded`` -> text, or None when malformed."""
+    """RFC 8187 ``charset'lang'pct-encoded`` -> text, or None when malformed."""
     charset, sep, rest = value.partition("'")
     _lang, sep2, encoded = rest.partition("'")
-    if not (sep and sep2):
+    codec = _EXT_CHARSETS.get(charset.strip().lower() or "utf-8")
+    if not (sep and sep2) or codec is None:
         return None
     try:
-        return unquote(encoded, encoding=charset or "utf-8", errors="strict")
-    except (LookupError, UnicodeDecodeError):
+        return unquote(encoded, encoding=codec, errors="strict")
+    except ValueError:  # UnicodeDecodeError
         return None
 
 
@@ -126,22 +162,27 @@ def _fix_latin1(value: str) -> str:
         return value
 
 
-def name_from_content_disposition(header: str) -> str | None:
-    """The file name a ``Content-Disposition`` header offers, made safe, or None.
-
-    ``filename*`` (RFC 6266/5987) wins over ``filename``; directory parts and
-    leading dots are removed.
-    """
-    params = _content_disposition_params(header)
-    raw = _decode_ext_value(params["filename*"]) if "filename*" in params else None
-    if raw is None and "filename" in params:
-        raw = _fix_latin1(params["filename"])
+def _usable(raw: str | None) -> str | None:
+    """A name offered by a ``Content-Disposition`` without directories or leading dots."""
     if raw is None:
         return None
     name = last_component(raw).lstrip(". \t").strip()
-    if not name:
-        return None
-    return sanitize(name)
+    return sanitize(name) if name else None
+
+
+def name_from_content_disposition(header: str) -> str | None:
+    """The file name a ``Content-Disposition`` header offers, made safe, or None.
+
+    ``filename*`` (RFC 6266/8187) wins over ``filename`` when it gives a name; an
+    empty or undecodable one leaves the word to ``filename``. Directory parts and
+    leading dots are removed. Total: any header gives a name or None, never an error.
+    """
+    params = _content_disposition_params(header)
+    extended = params.get("filename*")
+    name = _usable(_decode_ext_value(extended)) if extended is not None else None
+    if name is None and "filename" in params:
+        name = _usable(_fix_latin1(params["filename"]))
+    return name
 
 
 def check_relative(text: str, what: str) -> RelPath:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .naming import RelPath, check_relative
 from .version import __version__
 
 ALGORITHMS: dict[str, str] = {
@@ -60,11 +61,40 @@ class Checksum:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EntryOptions:
-    """Per-URL options of a list entry (``out=``, ``dir=``, ``checksum=``)."""
+    """Per-URL options of a list entry (``out=``, ``dir=``, ``checksum=``).
+
+    This is the one check of ``out`` and ``dir``, for lists and for the API alike: an
+    absolute path or a ``..`` component raises ValueError (a :class:`UsageError`),
+    and what is kept is the safe form, components made safe by
+    :func:`naming.sanitize` and joined with ``/``. So no value of this type can name
+    a place outside the destination.
+    """
 
     out: str | None = None
     dir: str | None = None
     checksum: Checksum | None = None
+
+    def __post_init__(self) -> None:
+        if self.out is not None:
+            parts = _relative(self.out, "out")
+            if not parts:
+                raise UsageError(f"out has no file name: {self.out!r}")
+            object.__setattr__(self, "out", "/".join(parts))
+        if self.dir is not None:
+            object.__setattr__(self, "dir", "/".join(_relative(self.dir, "dir")) or None)
+        if self.checksum is not None and not isinstance(self.checksum, Checksum):
+            raise UsageError(f"checksum must be a Checksum, not {self.checksum!r}")
+
+
+def _relative(value: object, what: str) -> RelPath:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise UsageError(f"{what} must be a relative path, not {value!r}")
+    try:
+        return check_relative(value, what)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +232,13 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 def parse_size(text: str) -> int:
-    """``"32M"`` -> 33554432. Units K, M, G, T are powers of 1024; a bare number is bytes."""
+    """``"32M"`` -> 33554432. Units K, M, G, T are powers of 1024; a bare number is bytes.
+
+    ``KB``/``KiB``, ``MB``/``MiB``, ... are taken deliberately as the same powers of
+    1024 (as aria2, wget and curl take ``K`` and ``M``): a careful user writing
+    ``2MB`` for a rate means "about two megabytes", and the 5% between the readings
+    never matters more than refusing the value would. The error message says so.
+    """
     match = _SIZE_RE.match(text)
     try:
         if not match:
@@ -211,7 +247,8 @@ def parse_size(text: str) -> int:
         return int(float(number) * _UNITS[unit.lower()])
     except (ValueError, OverflowError):
         raise UsageError(
-            f"not a size: {text!r} (use a number with an optional K, M, G or T)"
+            f"not a size: {text!r} (use a number with an optional K, M, G or T,"
+            " all powers of 1024; KB and KiB both mean K)"
         ) from None
 
 

@@ -10,10 +10,11 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .naming import COMPANIONS, RelPath, numbered
 from .options import EntryOptions
+from .safetext import redact as redact  # what pdl shows is decided in safetext
+from .safetext import redact_text as redact_text
 
 
 class Status(enum.StrEnum):
@@ -56,27 +57,6 @@ class Result:
             "error": redact_text(self.error, self.url) if self.error else None,
             "http_version": self.http_version,
         }
-
-
-def redact(url: str) -> str:
-    """``https://user:pass@host/x`` -> ``https://***@host/x``; other URLs unchanged."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
-
-
-def redact_text(text: str, url: str) -> str:
-    """Redact ``url``'s credentials wherever they appear inside ``text``."""
-    redacted = redact(url)
-    if redacted == url:
-        return text
-    userinfo = urlsplit(url).netloc.rsplit("@", 1)[0]
-    return text.replace(url, redacted).replace(userinfo + "@", "***@")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,6 +157,11 @@ def _path_key(rel: RelPath) -> str:
     return "/".join(rel)
 
 
+FAILED_KEPT = 100
+"""Without ``keep_results``, the first this many failures are kept (for the summary); the
+others are only counted, so a list of a million bad lines needs no memory for them."""
+
+
 class Tally:
     """The one lock-protected shared object: counters, kept results and claimed paths.
 
@@ -224,7 +209,7 @@ class Tally:
         return False
 
     def record(self, result: Result) -> Counts:
-        """Count one finished entry and keep it (failures always; others when asked)."""
+        """Count one finished entry and keep it (all when asked, else the first failures)."""
         with self._lock:
             c = self._counts
             self._counts = Counts(
@@ -235,7 +220,11 @@ class Tally:
                 resumed_bytes=c.resumed_bytes + result.resumed_from,
                 retries=c.retries + max(0, result.attempts - 1),
             )
-            if self._keep_all or (self._keep_failed and result.status is Status.FAILED):
+            if self._keep_all or (
+                self._keep_failed
+                and result.status is Status.FAILED
+                and len(self._results) < FAILED_KEPT  # the rest are streamed, not kept
+            ):
                 self._results.append(result)
             return self._counts
 

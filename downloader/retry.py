@@ -65,17 +65,24 @@ class RetryState:
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` (delta-seconds or an HTTP date) as seconds from ``now``, or None."""
+    """``Retry-After`` (delta-seconds or an HTTP date) as seconds from ``now``, or None.
+
+    Total: a value that is neither (a date in the year 10^20, a huge or odd number)
+    is no hint at all, None, never an exception; the caller's back-off applies.
+    """
     if value is None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(value)
+        return float(value)  # a huge number is inf: the caller's cap applies
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     now = now or datetime.now(UTC)
-    return max(0.0, (when - now).total_seconds())
+    try:
+        return max(0.0, (when - now).total_seconds())
+    except OverflowError:
+        return None

@@ -5,6 +5,14 @@ All operations are relative to a directory file descriptor opened component by
 component with ``O_NOFOLLOW``, so neither a planted symbolic link nor a ``..``
 can send bytes outside the destination.
 
+A ``.part`` is only ever written when it is a regular file with one link (checked
+with ``fstat`` on the open descriptor): a hard link planted there, to a file
+outside the destination, is replaced by a fresh file, never truncated or written
+through. Its resume record is bound to it (device and inode of the partial it was
+written beside), so a record is believed only beside the very file it describes;
+and since no download is ever given a name ending like a companion
+(:func:`naming.sanitize`), a server cannot plant a partial or a record either.
+
 A ``.part`` is written only under an exclusive, non-blocking ``flock`` on it
 (:meth:`Folder.lock_part`), taken before the partial or its record is read, so
 two pdl processes on one folder never write the same partial: the second one
@@ -25,9 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import LocalFileError, UsageError
-from .naming import PART_SUFFIX, RECORD_SUFFIX, RelPath
+from .naming import PART_SUFFIX, RECORD_SUFFIX, TMP_SUFFIX, RelPath
 
-_TMP = ".tmp"
 HASH_BLOCK = 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -62,13 +69,18 @@ def _segments(value: object, length: object) -> tuple[tuple[int, int, int], ...]
     return segments
 
 
+def _private_file(st: os.stat_result) -> bool:
+    """A regular file with one link: writing it changes no other name's file."""
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+
+
 def record_name(name: str) -> str:
     """The resume record's file name: ``NAME.part.pdl``, or a hashed name if that is too long.
 
     Either way ``record_name(name) + ".tmp"``, written first, fits 255 bytes.
     """
     plain = name + RECORD_SUFFIX
-    if len((plain + _TMP).encode("utf-8")) <= 255:
+    if len((plain + TMP_SUFFIX).encode("utf-8")) <= 255:
         return plain
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f".{digest}{RECORD_SUFFIX}"
@@ -111,8 +123,9 @@ class Folder:
         Another process holding it makes this fail at once (no waiting). The lock
         is on the file the name refers to *now*: if the name moved to another file
         between the open and the lock (that process just finished), the open is
-        tried again. A link or a FIFO planted at the name is removed, never opened.
-        Returns the size of the partial, a regular file from here on.
+        tried again. A link, a FIFO or a hard link (a file with more than one name)
+        planted at the name is removed, never written.
+        Returns the size of the partial, a regular file with one link from here on.
         """
         if name in self._locked:
             return os.fstat(self._locked[name]).st_size
@@ -136,9 +149,9 @@ class Folder:
                     ) from None
                 raise local_error(exc, self._show(part)) from None
             here = self._at(part, fd)
-            if here is not None and not stat.S_ISREG(here.st_mode):  # a FIFO opens read-write
+            if here is not None and not _private_file(here):  # a FIFO opens read-write
                 os.close(fd)
-                self.remove(part)
+                self.remove(part)  # a hard link: the name goes, the other file stays as it was
                 continue
             if here is not None:
                 self._locked[name] = fd
@@ -190,6 +203,18 @@ class Folder:
             return "dir", st.st_size
         return ("link" if stat.S_ISLNK(st.st_mode) else "other"), st.st_size
 
+    def existing_regular(self, name: str) -> bool:
+        """Is a regular file at ``name`` (never a link, FIFO or device), one that may be
+        reported ``skipped`` or checked against a checksum? Found by ``lstat``.
+
+        A folder at ``name`` raises :class:`LocalFileError`; anything else that is not
+        a regular file is False, so it is downloaded and replaced by the rename.
+        """
+        kind = self.kind(name)
+        if kind == "dir":
+            raise LocalFileError(f"{self._show(name)}: is a folder")
+        return kind == "file"
+
     def _show(self, name: str) -> str:
         return f"{self.display}/{name}" if self.display not in ("", ".") else name
 
@@ -213,9 +238,10 @@ class Folder:
     def open_part(self, name: str, keep: int) -> int:
         """Open ``name.part`` for writing, truncated to ``keep`` bytes.
 
-        A link or a FIFO planted there is removed, never written through: with
-        ``O_NOFOLLOW`` a link fails with ELOOP, with ``O_NONBLOCK`` a FIFO with
-        ENXIO (instead of blocking), and the open is tried once more.
+        A link, a FIFO or a hard link planted there is removed, never written
+        through: with ``O_NOFOLLOW`` a link fails with ELOOP, with ``O_NONBLOCK`` a
+        FIFO with ENXIO (instead of blocking), a hard link shows ``st_nlink > 1``,
+        and the open is tried again.
         """
         part = name + PART_SUFFIX
         locked = self._locked.get(name)
@@ -228,25 +254,36 @@ class Folder:
                 os.close(fd)
                 raise local_error(exc, self._show(part)) from None
             return fd
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        if keep == 0:
-            flags |= os.O_TRUNC
-        for retry in (True, False):
-            try:
-                fd = os.open(part, flags, 0o644, dir_fd=self.fd)
-                break
-            except OSError as exc:
-                if not (retry and exc.errno in (errno.ELOOP, errno.ENXIO)):
-                    raise local_error(exc, self._show(part)) from None
-                self.remove(part)
+        fd = self._open_private(part, keep)
         try:
-            if keep:
-                os.ftruncate(fd, keep)
-                os.lseek(fd, keep, os.SEEK_SET)
+            os.ftruncate(fd, keep)
+            os.lseek(fd, keep, os.SEEK_SET)
         except OSError as exc:
             os.close(fd)
             raise local_error(exc, self._show(part)) from None
         return fd
+
+    def _open_private(self, part: str, keep: int) -> int:
+        """Open ``part`` for writing, replacing anything there but a regular file with one link.
+
+        No ``O_TRUNC``: the truncation comes after ``fstat`` has shown the file is
+        ours alone. Bytes to ``keep`` cannot be kept in a file that had to be replaced.
+        """
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        for _ in range(4):
+            try:
+                fd = os.open(part, flags, 0o644, dir_fd=self.fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENXIO):
+                    raise local_error(exc, self._show(part)) from None
+            else:
+                if _private_file(os.fstat(fd)):
+                    return fd
+                os.close(fd)
+            if keep:
+                raise LocalFileError(f"{self._show(part)}: not a file of its own; not resumed")
+            self.remove(part)
+        raise LocalFileError(f"{self._show(part)}: keeps changing; another process is at work")
 
     def remove(self, name: str) -> None:
         try:
@@ -281,7 +318,20 @@ class Folder:
             self.remove(part)
         self.remove(record_name(name))
 
+    def _binding(self, name: str) -> list[int] | None:
+        """``[device, inode]`` of the partial ``name.part`` (the locked one if held)."""
+        locked = self._locked.get(name)
+        try:
+            if locked is not None:
+                st = os.fstat(locked)
+            else:
+                st = os.stat(name + PART_SUFFIX, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return None
+        return [st.st_dev, st.st_ino] if _private_file(st) else None
+
     def read_record(self, name: str) -> ResumeRecord | None:
+        """The record of ``name.part``, or None: missing, malformed, or bound to another file."""
         try:
             flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # no FIFO waits
             fd = os.open(record_name(name), flags, dir_fd=self.fd)
@@ -290,6 +340,9 @@ class Folder:
         try:
             with os.fdopen(fd, "rb") as handle:
                 data = json.loads(handle.read(65536))
+            binding = self._binding(name)
+            if binding is None or data["partial"] != binding:
+                return None  # written beside another file (or not by pdl): vouches for nothing
             return ResumeRecord(
                 url_sha256=str(data["url_sha256"]),
                 validator=data["validator"] if isinstance(data["validator"], str) else None,
@@ -300,10 +353,17 @@ class Folder:
             return None
 
     def write_record(self, name: str, record: ResumeRecord) -> None:
-        """Write the record beside the partial (via a temporary name and an atomic rename)."""
+        """Write the record beside the partial (via a temporary name and an atomic rename).
+
+        The record carries the partial's device and inode (:meth:`read_record` checks
+        them), so it cannot be made to vouch for another file.
+        """
         final = record_name(name)
-        tmp = final + _TMP
-        data = json.dumps(asdict(record)).encode()
+        tmp = final + TMP_SUFFIX
+        binding = self._binding(name)
+        if binding is None:
+            raise LocalFileError(f"{self._show(name + PART_SUFFIX)}: no partial to record")
+        data = json.dumps({**asdict(record), "partial": binding}).encode()
         try:
             self.remove(tmp)
             fd = os.open(

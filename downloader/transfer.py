@@ -206,7 +206,7 @@ class _Download:
         assert self.rel is not None
         name = self.rel[-1]
         kind = folder.kind(name)
-        if kind is None or self.ctx.options.on_exist is not OnExist.SKIP:
+        if self.ctx.options.on_exist is not OnExist.SKIP or not folder.existing_regular(name):
             return False
         if kind == "dir":
             raise TransferError(

@@ -14,9 +14,9 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from .errors import BadLine, UsageError
-from .naming import check_relative
 from .options import Checksum, EntryOptions, parse_checksum
 from .results import HashSet64
+from .safetext import redact
 
 STREAM_PAUSE = 0.2
 """Seconds of silence on a piped list after which a pending entry starts."""
@@ -33,11 +33,23 @@ _URL_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\\s]")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Entry:
-    """One download asked for: a URL, its options, and where it was listed (``FILE:LINE``)."""
+    """One download asked for: a URL, its options, and where it was listed (``FILE:LINE``).
+
+    The URL is checked as a list line's is (:func:`check_url`), and ``options`` by
+    :class:`EntryOptions` itself, so an entry made by the API is held to the same
+    rules as one read from a list: a bad one raises ValueError (:class:`UsageError`).
+    """
 
     url: str
     options: EntryOptions = field(default_factory=EntryOptions)
     source: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.options, EntryOptions):
+            raise UsageError(f"options must be EntryOptions, not {self.options!r}")
+        problem = check_url(self.url) if isinstance(self.url, str) else "URL is not a string"
+        if problem is not None:
+            raise UsageError(f"{problem}: {redact(self.url) if isinstance(self.url, str) else ''}")
 
     @property
     def key(self) -> str:
@@ -54,14 +66,20 @@ def is_url(text: str) -> bool:
 
 
 def check_url(url: str) -> str | None:
-    """Why ``url`` cannot be downloaded, or None if it can."""
+    """Why ``url`` cannot be downloaded, or None if it can.
+
+    The reasons never quote the URL's parts: a password may be what failed to parse.
+    """
     if _URL_FORBIDDEN.search(url):
         return "URL contains whitespace or control characters"
+    if "://" not in url:
+        return "URL lacks http:// or https:// at the start"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError for a bad port)
     except ValueError as exc:
-        return f"malformed URL ({exc})"
+        what = "IPv6 address" if "IPv6" in str(exc) else "port" if "Port" in str(exc) else ""
+        return f"malformed URL (bad {what})" if what else "malformed URL"
     if parts.scheme.lower() not in ("http", "https"):
         scheme = parts.scheme or "none"
         return f"unsupported scheme {scheme!r} (only http and https)"
@@ -74,10 +92,8 @@ def _parse_value(key: str, value: str) -> object:
     """The checked value of one option; ValueError/UsageError says why it is bad."""
     if key == "checksum":
         return parse_checksum(value)
-    parts = check_relative(value, key)
-    if key == "out" and not parts:
-        raise ValueError(f"out has no file name: {value!r}")
-    return "/".join(parts) or None
+    checked = EntryOptions(out=value) if key == "out" else EntryOptions(dir=value)
+    return checked.out if key == "out" else checked.dir
 
 
 def _parse_option(token: str, into: dict[str, object], source: str) -> None:
@@ -124,6 +140,8 @@ class _Pending:
         self.source = source
         self.raw: dict[str, object] = {}
         self.error = error
+        self.line = url
+        """The entry's first line, which shows a bad entry (see :func:`_start`)."""
         self.add(tokens, source)
 
     def add(self, tokens: list[str], source: str) -> None:
@@ -136,7 +154,7 @@ class _Pending:
 
     def finish(self) -> Item:
         if self.error is not None:
-            self.error.text = self.error.text or self.url
+            self.error.text = self.error.text or self.line
             return self.error
         return _build(self.url, self.raw, self.source)
 
@@ -192,14 +210,29 @@ def parse_lines(
 
 
 def _start(text: str, source: str) -> _Pending:
-    """A new entry; a bad URL still collects its continuation lines, then fails once."""
+    """A new entry; a bad URL still collects its continuation lines, then fails once.
+
+    A bad entry is shown by its whole line, not its first token, so a URL cut short
+    by a space is shown whole and its credentials are redacted whole.
+    """
     if _CONTROL.search(text):
         return _Pending(text, source, [], BadLine(source, "URL contains control characters", text))
     tokens = _tokens(text)
     url = tokens[0]
     problem = check_url(url)
-    error = BadLine(source, problem, url) if problem else None
-    return _Pending(url, source, tokens[1:], error)
+    if problem is None and _split_credentials(tokens):
+        problem = "URL contains whitespace (a space in a user name or password is written %20)"
+    pending = _Pending(url, source, [] if problem else tokens[1:])
+    pending.error = BadLine(source, problem, text) if problem else pending.error
+    pending.line = text
+    return pending
+
+
+def _split_credentials(tokens: list[str]) -> bool:
+    """Does an ``@`` past the URL token end credentials that a space cut (``u:p q@host``)?"""
+    if "@" in tokens[0]:
+        return False
+    return any("@" in t and t.partition("=")[0] not in OPTION_NAMES for t in tokens[1:])
 
 
 def _read_lines(stream: BinaryIO) -> Iterator[bytes]:

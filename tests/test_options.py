@@ -308,3 +308,10 @@ def test_options_user_agent_with_line_breaks_is_a_usage_error(user_agent: str) -
 def test_options_header_tuples_are_validated_like_parse_header(header: tuple[str, str]) -> None:
     with pytest.raises(UsageError):
         Options(headers=(header,))
+
+
+def test_size_units_say_they_are_powers_of_1024() -> None:
+    """``2MB`` is taken deliberately as 2 MiB (SPEC: K=1024); a bad size says so."""
+    assert parse_size("2MB") == parse_size("2MiB") == parse_size("2M") == 2 * MIB
+    with pytest.raises(UsageError, match="powers of 1024"):
+        parse_rate("2 megabytes")
