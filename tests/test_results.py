@@ -240,7 +240,7 @@ def test_keep_results_false_keeps_only_failures_but_counts_all() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Report.exit_code (SPEC 1: 0 / 1 / 130)
+# Report.exit_code (docs/output.md, "Exit status": 0 / 1 / 130)
 # --------------------------------------------------------------------------------------------
 
 
