@@ -17,6 +17,7 @@ import click
 from .api import fetch as api_fetch
 from .cli_options import FETCH_OPTIONS, SOURCES, TUNE_OPTIONS, apply
 from .cluster import ClusterLost, mute_dask_logs
+from .counting import count_in_background
 from .errors import UsageError
 from .progress import Reporter, standard_reporter
 from .results import Report, summary_lines
@@ -189,6 +190,7 @@ def fetch(
         progress=bars,
         verbose=verbose,
     )
+    count_in_background(sources, reporter.list_counted, shard=options["shard"])  # ux13 hook
     if options["scheduler"] is not None or options["processes"] is not None:
         mute_dask_logs()
     with _Signals() as signals:

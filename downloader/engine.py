@@ -19,7 +19,7 @@ from .client import Client, ClientConfig, ProxyRoutes
 from .errors import BadLine
 from .naming import RelPath, display, name_from_url
 from .options import MAX_SPLIT, OnExist, Options
-from .progress import Reporter
+from .progress import Reporter, Starting
 from .ratelimit import HostGate, TokenBucket
 from .results import Result, Status, Tally
 from .transfer import Context, Job, download
@@ -152,6 +152,7 @@ class Engine:
     def _work(self, job: Job) -> Result:
         slot, client = self._worker_state()
         progress = self.reporter.transfer_started(slot)
+        self.reporter.event(slot, Starting(url=job.entry.url, name=(job.rel or job.fallback)[-1]))
         ctx = Context(
             options=self.options,
             client=client,
@@ -203,6 +204,7 @@ class Engine:
                 if self.cancel.is_set():
                     break
                 count += 1
+                self.reporter.list_progress(count)  # ux13 hook: "N known so far" on a pipe
                 if isinstance(item, BadLine):
                     result = bad_line_result(item)
                     self.reporter.result(result, self.tally.record(result))

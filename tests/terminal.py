@@ -94,6 +94,10 @@ class Terminal:
                 raise AssertionError("the process did not finish:\n" + self.text())
         return self.process.wait(timeout=max(1.0, deadline - time.monotonic()))
 
+    def send(self, data: bytes) -> None:
+        """Type ``data`` on the terminal (the process reads it from its stdin)."""
+        os.write(self._master, data)
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
