@@ -26,6 +26,7 @@ from .tune import (
     Sample,
     allowed_levels,
     chart_lines,
+    plan_line,
     recommend,
     sweep,
     table_lines,
@@ -281,10 +282,7 @@ def _tune_plan(
         raise click.UsageError("the list has no URL to measure")
     n = len(picked.entries)
     run, skipped = allowed_levels(levels, sample=n, hosts=picked.hosts, per_host=per_host)
-    say(
-        f"pdl tune: {n} of {picked.listed} entries, once per level "
-        f"(-j {','.join(map(str, run))}): {n * len(run)} downloads"
-    )
+    say(plan_line(n, picked.listed, run))  # ux13 hook: with how long it takes at most
     say("pdl tune: all into a temporary folder that is removed")
     if picked.bad_lines:
         say(f"pdl tune: {picked.bad_lines} bad line(s) of the list left out")

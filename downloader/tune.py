@@ -3,6 +3,12 @@
 The measuring runs the ordinary :func:`downloader.api.fetch` into a temporary
 folder that is removed after each level (and at the end, whatever happens).
 Choosing levels, the recommendation, the table and the chart are pure.
+
+Each level is measured at its steady rate (docs/tune.md): the bytes and files
+received while the pool is full, from the start until fewer entries are left than
+the level has jobs. The level is stopped there, since its tail (the largest file
+finishing alone) would only make a high level look slow, or after ``LEVEL_WINDOW``
+seconds, so the whole sweep takes a time that is known before it starts.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,8 +25,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .api import fetch
+from .cancel import CancelToken
 from .errors import BadLine
-from .progress import Reporter
+from .progress import NullReporter, Reporter, TransferProgress, combine
+from .results import Counts, Result, Status
 from .urllist import Entry, Item
 
 DEFAULT_LEVELS = (1, 2, 4, 8, 16, 32)
@@ -28,6 +37,10 @@ DEFAULT_SAMPLE = 64
 so -j 32 is measured busy rather than as the tail of a short list."""
 WITHIN = 0.10
 """The recommendation is the smallest level within this fraction of the best."""
+LEVEL_WINDOW = 10.0
+"""Seconds a level may run at most; its rate is what it had reached by then."""
+STOP_GRACE = 2.0
+"""Seconds a stopped level may take to end its running transfers."""
 MIB = 1024 * 1024
 
 
@@ -151,6 +164,90 @@ def recommend(levels: Sequence[Level]) -> Recommendation | None:
     return Recommendation(pick.jobs, reason)
 
 
+class _Bytes:
+    """One transfer's received bytes (written by its own worker thread only)."""
+
+    __slots__ = ("received",)
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def begin(self, name: str, total: int | None, initial: int) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        self.received += n
+
+
+class Meter(NullReporter):
+    """Measures one level while its pool is full, and stops it when the tail begins.
+
+    Shared by the level's worker threads: ``result`` and ``transfer_started`` take the
+    lock; each transfer adds to its own counter, summed under the lock.
+    """
+
+    def __init__(
+        self,
+        *,
+        entries: int,
+        jobs: int,
+        stop: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._entries, self._jobs, self._stop, self._clock = entries, jobs, stop, clock
+        self._lock = threading.Lock()
+        self._counters: list[_Bytes] = []
+        self._ok = self._done = self._errors = 0
+        self._started = clock()
+        self.measured: Level | None = None  # the steady window, once it has closed
+
+    def transfer_started(self, slot: int) -> TransferProgress:
+        counter = _Bytes()
+        with self._lock:
+            self._counters.append(counter)
+        return counter
+
+    def result(self, result: Result, counts: Counts) -> None:
+        with self._lock:
+            if self.measured is not None:
+                return  # the tail, or stopped by the window: not measured
+            self._done += 1
+            self._ok += result.status is Status.OK
+            self._errors += result.status is Status.FAILED
+            if self._entries - self._done < self._jobs and self._done < self._entries:
+                self._close()  # fewer entries left than jobs: the pool cannot stay full
+                self._stop()
+
+    def _close(self) -> None:
+        self.measured = Level(
+            jobs=self._jobs,
+            files=self._ok,
+            bytes=sum(c.received for c in self._counters),
+            errors=self._errors,
+            elapsed=self._clock() - self._started,
+        )
+
+    def level(self) -> Level:
+        """The steady window if it closed; else everything up to now (the window ran out,
+        or the sample ended with the pool full)."""
+        with self._lock:
+            if self.measured is None:
+                self._close()
+            assert self.measured is not None
+            return self.measured
+
+
+def plan_line(sample: int, listed: int, levels: Sequence[int]) -> str:
+    """What ``tune`` will do, and how long it takes at most, said before it starts."""
+    most = len(levels) * (LEVEL_WINDOW + STOP_GRACE)
+    took = f"{most:.0f} s" if most < 120 else f"{most / 60:.0f} min"
+    return (
+        f"pdl tune: {sample} of {listed} entries, once per level "
+        f"(-j {','.join(map(str, levels))}): {sample * len(levels)} downloads, "
+        f"at most {LEVEL_WINDOW:.0f} s a level ({took} in all)"
+    )
+
+
 def sweep(
     sample: Sample,
     levels: Sequence[int],
@@ -158,8 +255,10 @@ def sweep(
     fetch_options: Mapping[str, Any],
     reporter_for: Callable[[int], Reporter],
     tmp_dir: str | None = None,
+    window: float = LEVEL_WINDOW,
 ) -> Iterator[Level]:
-    """Download ``sample`` once per level into a temporary folder; yields each measurement.
+    """Download ``sample`` once per level into a temporary folder; yields each level's
+    steady measurement (see the module docstring). A level runs ``window`` s at most.
 
     The folder is removed after each level, and at the end whatever happens (an error,
     Ctrl-C, or the caller not reading on).
@@ -168,23 +267,37 @@ def sweep(
     try:
         for jobs in levels:
             dest = root / f"j{jobs}"
-            started = time.monotonic()
-            report = fetch(
-                sample.entries,
-                dest=dest,
-                jobs=jobs,
-                on_exist="overwrite",
-                resume=False,
-                reporter=reporter_for(jobs),
-                keep_results=False,
-                **fetch_options,
-            )
-            elapsed = time.monotonic() - started
+            cancel = CancelToken()
+            stopped = threading.Event()  # by the meter or the window, not by the user
+
+            def stop(cancel: CancelToken = cancel, stopped: threading.Event = stopped) -> None:
+                stopped.set()
+                cancel.cancel()
+
+            meter = Meter(entries=len(sample.entries), jobs=jobs, stop=stop)
+            timer = threading.Timer(window, lambda m=meter, s=stop: (m.level(), s()))
+            timer.daemon = True
+            shown = reporter_for(jobs)
+            shown.list_counted(len(sample.entries))
+            timer.start()
+            try:
+                report = fetch(
+                    sample.entries,
+                    dest=dest,
+                    jobs=jobs,
+                    on_exist="overwrite",
+                    resume=False,
+                    reporter=combine(meter, shown),
+                    cancel=cancel,
+                    keep_results=False,
+                    **fetch_options,
+                )
+            finally:
+                timer.cancel()
             shutil.rmtree(dest, ignore_errors=True)
-            if report.interrupted:
+            if report.interrupted and not stopped.is_set():
                 raise KeyboardInterrupt
-            c = report.counts
-            yield Level(jobs=jobs, files=c.ok, bytes=c.bytes, errors=c.failed, elapsed=elapsed)
+            yield meter.level()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
