@@ -136,12 +136,15 @@ def estimate(
     running: list[tuple[int, int | None]],
     rate: float,
     elapsed: float,
+    slowest: float = 0.0,
 ) -> Estimate | None:
     """How far a run of ``entries`` is, by bytes: ``done`` entries have ended (their
     transfers had ``finished_bytes``), ``running`` transfers have (received, size or
     None). An entry not started yet is expected to be as large as the entries seen so
-    far on average (skipped and failed ones count as 0 bytes, as they will again). None
-    when no byte size is known at all; no ETA before ``ETA_AFTER`` s or without a rate."""
+    far on average (skipped and failed ones count as 0 bytes, as they will again). The
+    run cannot end before its ``slowest`` running transfer does (seconds, at its own
+    rate), however fast the total was a moment ago. None when no byte size is known at
+    all; no ETA before ``ETA_AFTER`` s or without a rate."""
     sized = [(got, size) for got, size in running if size is not None]
     seen = done + len(sized)
     seen_bytes = finished_bytes + sum(size for _, size in sized)
@@ -158,7 +161,7 @@ def estimate(
     if remaining <= 0 and done >= entries:
         eta = 0.0
     elif rate > 0 and elapsed >= ETA_AFTER:
-        eta = remaining / rate
+        eta = max(remaining / rate, slowest)
     return Estimate(fraction, eta)
 
 
@@ -401,11 +404,16 @@ class Bars:
         return None if total is None else max(total, self._done)
 
     def _estimate(self, total: int, now: float, rate: float) -> Estimate | None:
+        bars = [bar for bar in list(self._slots.values()) if bar.busy and bar.began]
         running = [
             (bar.done, bar.size if bar.size is not None and bar.size >= bar.done else None)
-            for bar in list(self._slots.values())
-            if bar.busy and bar.began
+            for bar in bars
         ]
+        slowest = 0.0
+        for bar in bars:
+            own = (bar.done - bar.base) / max(1e-9, now - bar.started)
+            if bar.size is not None and bar.size > bar.done and own > 0 and now - bar.started > 1:
+                slowest = max(slowest, (bar.size - bar.done) / own)
         return estimate(
             entries=total,
             done=self._done,
@@ -413,6 +421,7 @@ class Bars:
             running=running,
             rate=rate,
             elapsed=now - self._started,
+            slowest=slowest,
         )
 
     def _total_line(self, now: float, width: int) -> str:

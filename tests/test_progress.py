@@ -318,6 +318,20 @@ def test_eta_counts_the_bytes_left_of_running_transfers() -> None:
     assert guess.fraction == pytest.approx((53 + 2.1) / 60, abs=0.001)
 
 
+def test_eta_is_never_shorter_than_the_slowest_running_transfer_needs() -> None:
+    """The tail: the total rate of a moment ago is gone with the finished transfers."""
+    guess = estimate(
+        entries=60,
+        done=59,
+        finished_bytes=59_000,
+        running=[(0, 7000)],
+        rate=7000.0,
+        elapsed=30.0,
+        slowest=7.0,
+    )
+    assert guess is not None and guess.eta == 7.0
+
+
 def test_eta_expects_unstarted_entries_to_be_like_the_ones_seen() -> None:
     guess = estimate(entries=10, done=2, finished_bytes=2000, running=[], rate=1000.0, elapsed=5.0)
     assert guess is not None and guess.eta == pytest.approx(8.0) and guess.fraction == 0.2
