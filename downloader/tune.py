@@ -13,6 +13,7 @@ seconds, so the whole sweep takes a time that is known before it starts.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 import tempfile
@@ -27,8 +28,8 @@ from urllib.parse import urlsplit
 from .api import fetch
 from .cancel import CancelToken
 from .errors import BadLine
-from .progress import NullReporter, Reporter, TransferProgress, combine
-from .results import Counts, Result, Status
+from .progress import Event, NullReporter, Reporter, TransferProgress, combine
+from .results import Counts, Report, Result, Status
 from .urllist import Entry, Item
 
 DEFAULT_LEVELS = (1, 2, 4, 8, 16, 32)
@@ -200,6 +201,7 @@ class Meter(NullReporter):
         self._ok = self._done = self._errors = 0
         self._started = clock()
         self.measured: Level | None = None  # the steady window, once it has closed
+        self.stopped = False  # the level was told to stop: what ends from now on was cut
 
     def transfer_started(self, slot: int) -> TransferProgress:
         counter = _Bytes()
@@ -216,6 +218,7 @@ class Meter(NullReporter):
             self._errors += result.status is Status.FAILED
             if self._entries - self._done < self._jobs and self._done < self._entries:
                 self._close()  # fewer entries left than jobs: the pool cannot stay full
+                self.stopped = True
                 self._stop()
 
     def _close(self) -> None:
@@ -227,6 +230,14 @@ class Meter(NullReporter):
             elapsed=self._clock() - self._started,
         )
 
+    def time_is_up(self) -> None:
+        """The level's window is over: measure what it reached, and stop it."""
+        with self._lock:
+            if self.measured is None:
+                self._close()
+            self.stopped = True
+        self._stop()
+
     def level(self) -> Level:
         """The steady window if it closed; else everything up to now (the window ran out,
         or the sample ended with the pool full)."""
@@ -235,6 +246,55 @@ class Meter(NullReporter):
                 self._close()
             assert self.measured is not None
             return self.measured
+
+
+class _Shown(NullReporter):
+    """A level's reporter as the user sees it: the meter first, then ``shown``, except
+    that an entry cut short by the level's stop is shown as interrupted, not failed
+    (the engine may report it as failed: it only knows it was cancelled)."""
+
+    def __init__(self, meter: Meter, shown: Reporter) -> None:
+        self._meter, self._shown, self._cut = meter, shown, 0
+        self._lock = threading.Lock()
+
+    def run_started(self, jobs: int) -> None:
+        self._shown.run_started(jobs)
+
+    def list_counted(self, total: int) -> None:
+        self._shown.list_counted(total)
+
+    def list_progress(self, read: int) -> None:
+        self._shown.list_progress(read)
+
+    def list_read(self, total: int) -> None:
+        self._shown.list_read(total)
+
+    def transfer_started(self, slot: int) -> TransferProgress:
+        return combine(self._meter, self._shown).transfer_started(slot)
+
+    def event(self, slot: int, event: Event) -> None:
+        self._shown.event(slot, event)
+
+    def transfer_ended(self, slot: int) -> None:
+        self._shown.transfer_ended(slot)
+
+    def result(self, result: Result, counts: Counts) -> None:
+        self._meter.result(result, counts)
+        with self._lock:
+            if self._meter.stopped and result.status is Status.FAILED:
+                self._cut += 1
+                result = dataclasses.replace(result, status=Status.INTERRUPTED, error=None)
+            cut = self._cut
+        counts = dataclasses.replace(
+            counts, failed=counts.failed - cut, interrupted=counts.interrupted + cut
+        )
+        self._shown.result(result, counts)
+
+    def message(self, text: str) -> None:
+        self._shown.message(text)
+
+    def run_finished(self, report: Report) -> None:
+        self._shown.run_finished(report)
 
 
 def plan_line(sample: int, listed: int, levels: Sequence[int]) -> str:
@@ -275,7 +335,7 @@ def sweep(
                 cancel.cancel()
 
             meter = Meter(entries=len(sample.entries), jobs=jobs, stop=stop)
-            timer = threading.Timer(window, lambda m=meter, s=stop: (m.level(), s()))
+            timer = threading.Timer(window, meter.time_is_up)
             timer.daemon = True
             shown = reporter_for(jobs)
             shown.list_counted(len(sample.entries))
@@ -287,7 +347,7 @@ def sweep(
                     jobs=jobs,
                     on_exist="overwrite",
                     resume=False,
-                    reporter=combine(meter, shown),
+                    reporter=_Shown(meter, shown),
                     cancel=cancel,
                     keep_results=False,
                     **fetch_options,

@@ -320,15 +320,17 @@ def test_a_level_stops_at_its_window_and_a_cut_entry_is_no_error(
 ) -> None:
     server.add("/slow", bytes(2_000_000), rate=200_000)
     sample = Sample(entries=(entry(server.url("/slow")),), bad_lines=0, listed=1)
+    shown = RecordingReporter()
     started = time.monotonic()
     [level1] = sweep(
         sample,
         [1],
         fetch_options={},
-        reporter_for=lambda _: RecordingReporter(),
+        reporter_for=lambda _: shown,
         tmp_dir=str(tmp_path),
         window=1.0,
     )
+    assert [r.status for r in shown.results] == [Status.INTERRUPTED]  # cut, not failed
     assert time.monotonic() - started < 5.0
     assert level1.errors == 0 and level1.files == 0 and 0 < level1.bytes < 2_000_000
     assert level1.elapsed == pytest.approx(1.0, abs=0.5)
