@@ -40,6 +40,8 @@ WITHIN = 0.10
 """The recommendation is the smallest level within this fraction of the best."""
 LEVEL_WINDOW = 10.0
 """Seconds a level may run at most; its rate is what it had reached by then."""
+MIN_WINDOW = 0.5
+"""Seconds: a shorter window with the pool full is not trusted; the whole level counts."""
 STOP_GRACE = 2.0
 """Seconds a stopped level may take to end its running transfers."""
 MIB = 1024 * 1024
@@ -168,13 +170,14 @@ def recommend(levels: Sequence[Level]) -> Recommendation | None:
 class _Bytes:
     """One transfer's received bytes (written by its own worker thread only)."""
 
-    __slots__ = ("received",)
+    __slots__ = ("_meter", "received")
 
-    def __init__(self) -> None:
+    def __init__(self, meter: Meter) -> None:
+        self._meter = meter
         self.received = 0
 
     def begin(self, name: str, total: int | None, initial: int) -> None:
-        pass
+        self._meter.began()
 
     def update(self, n: int) -> None:
         self.received += n
@@ -182,6 +185,10 @@ class _Bytes:
 
 class Meter(NullReporter):
     """Measures one level while its pool is full, and stops it when the tail begins.
+
+    The window opens when ``jobs`` transfers have had an answer (the ramp-up, every
+    connection being opened at once, is left out) and closes when fewer entries are
+    left than ``jobs``.
 
     Shared by the level's worker threads: ``result`` and ``transfer_started`` take the
     lock; each transfer adds to its own counter, summed under the lock.
@@ -198,13 +205,14 @@ class Meter(NullReporter):
         self._entries, self._jobs, self._stop, self._clock = entries, jobs, stop, clock
         self._lock = threading.Lock()
         self._counters: list[_Bytes] = []
-        self._ok = self._done = self._errors = 0
+        self._ok = self._done = self._errors = self._begun = 0
         self._started = clock()
+        self._opened: tuple[float, int, int] | None = None  # (time, bytes, ok) when full
         self.measured: Level | None = None  # the steady window, once it has closed
         self.stopped = False  # the level was told to stop: what ends from now on was cut
 
     def transfer_started(self, slot: int) -> TransferProgress:
-        counter = _Bytes()
+        counter = _Bytes(self)
         with self._lock:
             self._counters.append(counter)
         return counter
@@ -221,13 +229,25 @@ class Meter(NullReporter):
                 self.stopped = True
                 self._stop()
 
+    def began(self) -> None:
+        """One more transfer has its answer; with ``jobs`` of them the pool is full."""
+        with self._lock:
+            self._begun += 1
+            if self._begun == self._jobs and self._opened is None and self.measured is None:
+                received = sum(c.received for c in self._counters)
+                self._opened = (self._clock(), received, self._ok)
+
     def _close(self) -> None:
+        now, received = self._clock(), sum(c.received for c in self._counters)
+        since, before, ok = self._opened or (self._started, 0, 0)
+        if now - since < max(MIN_WINDOW, 0.1 * (now - self._started)):  # too short to trust
+            since, before, ok = self._started, 0, 0
         self.measured = Level(
             jobs=self._jobs,
-            files=self._ok,
-            bytes=sum(c.received for c in self._counters),
+            files=self._ok - ok,
+            bytes=received - before,
             errors=self._errors,
-            elapsed=self._clock() - self._started,
+            elapsed=now - since,
         )
 
     def time_is_up(self) -> None:

@@ -176,8 +176,8 @@ def _capture(columns: int = 100, lines: int = 24) -> None:  # pragma: no cover -
             term.wait_for(there, timeout=600)
             print(f"\n--- at {percent}% ---\n{screen(term)}")
 
-        print("$ pdl fetch urls.txt -j 16 -d dl > paths.txt")
-        term = run("fetch", "urls.txt", "-j", "16", "-d", "dl")
+        print("$ pdl fetch urls.txt -j 4 -d dl > paths.txt")
+        term = run("fetch", "urls.txt", "-j", "4", "-d", "dl")
         for percent in (10, 50, 90):
             at(term, percent)
         term.finish(timeout=600)

@@ -291,6 +291,22 @@ def test_meter_measures_while_the_pool_is_full_and_stops_the_tail() -> None:
     assert meter.level().errors == 1
 
 
+def test_meter_leaves_the_ramp_up_out() -> None:
+    now = [0.0]
+    meter = Meter(entries=10, jobs=2, stop=lambda: None, clock=lambda: now[0])
+    a, b = meter.transfer_started(0), meter.transfer_started(1)
+    now[0] = 3.0  # slow connections: nothing moves for 3 s
+    a.begin("a", 1000, 0)
+    a.update(100)
+    now[0] = 4.0
+    b.begin("b", 1000, 0)  # the pool is full from here
+    for _ in range(4):
+        now[0] += 1.0
+        a.update(1000)
+        b.update(1000)
+    assert meter.level() == Level(jobs=2, files=0, bytes=8000, errors=0, elapsed=4.0)
+
+
 def test_a_level_is_not_held_up_by_its_largest_file_finishing_alone(
     server: FaultServer, tmp_path: Path
 ) -> None:
