@@ -314,7 +314,11 @@ class _Shown(NullReporter):
         self._shown.message(text)
 
     def run_finished(self, report: Report) -> None:
-        self._shown.run_finished(report)
+        with self._lock:
+            cut = self._cut
+        c = report.counts
+        counts = dataclasses.replace(c, failed=c.failed - cut, interrupted=c.interrupted + cut)
+        self._shown.run_finished(dataclasses.replace(report, counts=counts))
 
 
 def plan_line(sample: int, listed: int, levels: Sequence[int]) -> str:

@@ -347,6 +347,7 @@ def test_a_level_stops_at_its_window_and_a_cut_entry_is_no_error(
         window=1.0,
     )
     assert [r.status for r in shown.results] == [Status.INTERRUPTED]  # cut, not failed
+    assert shown.finished is not None and shown.finished.counts.failed == 0
     assert time.monotonic() - started < 5.0
     assert level1.errors == 0 and level1.files == 0 and 0 < level1.bytes < 2_000_000
     assert level1.elapsed == pytest.approx(1.0, abs=0.5)
