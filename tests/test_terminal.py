@@ -301,3 +301,21 @@ def test_a_waiting_row_says_why_on_the_screen(tmp_path: Path, terminals: list[Te
     assert re.match(r"^  part-158\.bin +waiting: another pdl process is writing it$", rows[3])
     term.send(b"\n")
     assert term.finish() == 0
+
+
+def test_each_failure_is_on_the_screen_once(
+    server: FaultServer, tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    """Printed as it happens, above the bars; the summary only counts them (issue: twice)."""
+    names = _serve(server, tmp_path, 12)
+    for name in names[:5]:
+        server.add_faults(f"/{name}", Fault.status(404))
+    with (tmp_path / "urls.txt").open("a") as listing:
+        listing.write("http//no-scheme.example/x\n")
+    term = _start(terminals, tmp_path, "-j", "4", columns=160)
+    assert term.finish() == 1
+    text = term.text()
+    for name in names[:5]:
+        assert text.count(server.url(f"/{name}")) == 1, text
+    assert "pdl: urls.txt:13: " in text  # a bad line, with the pdl: prefix
+    assert "  failed   6, each shown above as it happened" in text.splitlines()
