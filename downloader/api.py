@@ -189,7 +189,7 @@ def fetch(
                 raise
         else:
             interrupted = Engine(options, reporter, cancel, tally).run(items)
-        report = tally.report(time.monotonic() - started, interrupted)
+        report = tally.report(time.monotonic() - started, interrupted, options)
         reporter.run_finished(report)
     except BaseException:
         if writer is not None:  # no run, no list of failures: FILE stays as it was

@@ -12,6 +12,7 @@ The lines are formatted by tqdm's ``format_meter``.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -27,6 +28,8 @@ ROOM = 4
 """Terminal rows left free below the bars' limit: the prompt and a message line."""
 RATE_WINDOW = 5.0
 """Seconds of history behind the total rate (and so the ETA)."""
+ETA_AFTER = 1.0
+"""Seconds into a run before an ETA is shown: before that the rate says little."""
 CLEAR_LINE = "\x1b[K"
 CLEAR_BELOW = "\x1b[J"
 
@@ -105,26 +108,98 @@ def format_size(n: float) -> str:
     )
 
 
+class Note(NamedTuple):
+    """What a waiting row says: ``before``, the seconds left until ``until``, ``after``."""
+
+    before: str
+    until: float | None
+    after: str
+
+    def text(self, now: float) -> str:
+        if self.until is None:
+            return self.before + self.after
+        return f"{self.before} {max(0, math.ceil(self.until - now - 1e-9))} s{self.after}"
+
+
+class Estimate(NamedTuple):
+    fraction: float
+    """Of the run's bytes (as far as they can be told), how much has been received."""
+    eta: float | None
+    """Seconds left, or None when that cannot be told well enough."""
+
+
+def estimate(
+    *,
+    entries: int,
+    done: int,
+    finished_bytes: int,
+    running: list[tuple[int, int | None]],
+    rate: float,
+    elapsed: float,
+    slowest: float = 0.0,
+) -> Estimate | None:
+    """How far a run of ``entries`` is, by bytes: ``done`` entries have ended (their
+    transfers had ``finished_bytes``), ``running`` transfers have (received, size or
+    None). An entry not started yet is expected to be as large as the entries seen so
+    far on average (skipped and failed ones count as 0 bytes, as they will again). The
+    run cannot end before its ``slowest`` running transfer does (seconds, at its own
+    rate), however fast the total was a moment ago. None when no byte size is known at
+    all; no ETA before ``ETA_AFTER`` s or without a rate."""
+    sized = [(got, size) for got, size in running if size is not None]
+    seen = done + len(sized)
+    seen_bytes = finished_bytes + sum(size for _, size in sized)
+    if seen == 0 or seen_bytes <= 0:
+        return None
+    per_entry = seen_bytes / seen
+    unstarted = max(0, entries - done - len(running))
+    remaining = float(sum(max(0, size - got) for got, size in sized))
+    remaining += sum(max(0.0, per_entry - got) for got, size in running if size is None)
+    remaining += unstarted * per_entry
+    have = finished_bytes + sum(got for got, _ in running)
+    fraction = have / (have + remaining) if have + remaining > 0 else 1.0
+    eta = None
+    if remaining <= 0 and done >= entries:
+        eta = 0.0
+    elif rate > 0 and elapsed >= ETA_AFTER:
+        eta = max(remaining / rate, slowest)
+    return Estimate(fraction, eta)
+
+
 class SlotBar:
     """One worker slot: the file it is on and its bytes. Written by its worker only."""
 
-    __slots__ = ("_bars", "base", "busy", "done", "moved", "name", "size", "started")
+    __slots__ = (
+        "_bars",
+        "base",
+        "began",
+        "busy",
+        "done",
+        "moved",
+        "name",
+        "note",
+        "size",
+        "started",
+    )
 
     def __init__(self, bars: Bars) -> None:
         self._bars = bars
         self.busy = False
+        self.began = False  # bytes of this transfer's answer are flowing (or have)
         self.name = ""
         self.size: int | None = None
         self.done = 0
         self.base = 0
         self.started = 0.0
         self.moved = 0  # every byte this slot ever received: the total bar adds these up
+        self.note: Note | None = None  # why the row waits, instead of its bytes
 
     def begin(self, name: str, total: int | None, initial: int) -> None:
         self.name = name
         self.size = total
         self.done = self.base = initial
         self.started = self._bars.clock()
+        self.began = True
+        self.note = None
 
     def update(self, n: int) -> None:
         self.done += n
@@ -157,7 +232,10 @@ class Bars:
         self._busy = 0
         self._started = clock()
         self._samples: deque[tuple[float, int]] = deque()
-        self._entries: int | None = None
+        self._entries: int | None = None  # the exact total, once the list is read
+        self._counted: int | None = None  # the quick count at the start
+        self._read = 0  # entries known so far, on a list of unknown size
+        self._finished_bytes = 0  # bytes of the transfers that have ended
         self._done = 0
         self._failed = 0
         self._last: list[str] = []  # the lines of the last paint
@@ -188,6 +266,24 @@ class Bars:
     def set_total(self, entries: int) -> None:
         self._entries = entries
 
+    def set_counted(self, entries: int) -> None:
+        """The quick count of the list, known early; ``set_total`` has the last word."""
+        self._counted = entries
+
+    def set_read(self, entries: int) -> None:
+        self._read = max(self._read, entries)
+
+    def name(self, slot: int, name: str) -> None:
+        """``slot``'s transfer is for ``name``: its row shows it before the first byte."""
+        bar = self.slot(slot)
+        if not bar.began:
+            bar.name = name
+
+    def wait(self, slot: int, before: str, delay: float | None, after: str) -> None:
+        """``slot``'s row says why it waits (``before`` N s ``after``) until bytes flow again."""
+        until = self.clock() + delay if delay is not None else None
+        self.slot(slot).note = Note(before, until, after)
+
     def set_done(self, done: int, failed: int) -> None:
         """Counts as of one result; workers report out of order, so they only go up."""
         with self._lock:
@@ -206,6 +302,7 @@ class Bars:
         with self._lock:
             bar.busy = True
             bar.name, bar.size, bar.done, bar.base = "", None, 0, 0
+            bar.began, bar.note = False, None
             bar.started = self.clock()
             self._busy += 1
             if None in self._rows:
@@ -218,6 +315,8 @@ class Bars:
         with self._lock:
             bar.busy = False
             self._busy -= 1
+            if bar.began:
+                self._finished_bytes += max(bar.done, bar.size or 0)
             if bar in self._rows:
                 row = self._rows.index(bar)
                 shown = set(map(id, self._rows))
@@ -300,40 +399,75 @@ class Bars:
             then, before = self._started, 0
         return moved, (moved - before) / (now - then) if now > then else 0.0
 
+    def _known_total(self) -> int | None:
+        total = self._entries if self._entries is not None else self._counted
+        return None if total is None else max(total, self._done)
+
+    def _estimate(self, total: int, now: float, rate: float) -> Estimate | None:
+        bars = [bar for bar in list(self._slots.values()) if bar.busy and bar.began]
+        running = [
+            (bar.done, bar.size if bar.size is not None and bar.size >= bar.done else None)
+            for bar in bars
+        ]
+        slowest = 0.0
+        for bar in bars:
+            own = (bar.done - bar.base) / max(1e-9, now - bar.started)
+            if bar.size is not None and bar.size > bar.done and own > 0 and now - bar.started > 1:
+                slowest = max(slowest, (bar.size - bar.done) / own)
+        return estimate(
+            entries=total,
+            done=self._done,
+            finished_bytes=self._finished_bytes,
+            running=running,
+            rate=rate,
+            elapsed=now - self._started,
+            slowest=slowest,
+        )
+
     def _total_line(self, now: float, width: int) -> str:
         moved, rate = self._total_bytes_rate(now)
         elapsed = max(0.0, now - self._started)
         data = f"{format_size(moved)} {format_size(rate)}/s"
         failed = f", {self._failed} failed" if self._failed else ""
-        if self._entries is None:
-            fmt = "{desc} {n_fmt} files{failed} [{elapsed}] {data}"
-            total = None
+        total = self._known_total()
+        fields: dict[str, str] = {"data": data, "failed": failed, "files": ""}
+        if total is None:
+            known = max(self._read, self._done)
+            so_far = f", {known} known so far" if known > self._done else ""
+            fmt = "{desc} {n_fmt} files{failed}" + so_far + " [{elapsed}] {data}"
+            n, of = self._done, None
         else:
-            fmt = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} files{failed} {data} "
-            fmt += "ETA {eta}"
-            total = max(self._entries, self._done)
-        eta = "?"
-        if total is not None and self._done:
-            eta = _interval(elapsed * (total - self._done) / self._done)
+            fields["files"] = f"{self._done}/{total}"
+            fmt = "{desc} {percentage:3.0f}%|{bar}| {files} files{failed} {data}"
+            guess = self._estimate(total, now, rate)
+            fraction = guess.fraction if guess is not None else self._done / max(1, total)
+            if self._done >= total:
+                fraction = 1.0
+            n, of = round(fraction * 10_000), 10_000
+            if self._final:
+                fmt += " in {elapsed}"
+            elif guess is not None and guess.eta is not None:
+                fields["eta"] = _interval(guess.eta)
+                fmt += " ETA {eta}"
         line = self._meter(
-            self._done,
-            total,
+            n,
+            of,
             elapsed,
             ncols=width,
             prefix="total",
             ascii=self._ascii,
             bar_format=fmt,
-            data=data,
-            eta=eta,
-            failed=failed,
+            **fields,
         )
         return _trim(line, width)
 
     def _slot_line(self, bar: SlotBar, now: float, width: int) -> str:
         name_width = max(8, min(40, width - 46))
-        if not bar.name:  # connecting, waiting for the answer
-            return "  " + cut_name("…" if not self._ascii else "~", name_width) + " starting"
-        name = cut_name(bar.name, name_width, "~" if self._ascii else "…")
+        ellipsis = "~" if self._ascii else "…"
+        name = cut_name(bar.name or ellipsis, name_width, ellipsis)
+        note = bar.note
+        if note is not None or not bar.began:  # waiting, or connecting
+            return _trim(f"  {name} {note.text(now) if note else 'starting'}", width)
         elapsed = max(1e-9, now - bar.started)
         size = bar.size if bar.size is not None and bar.size >= bar.done else None
         rate = (bar.done - bar.base) / elapsed

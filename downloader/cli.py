@@ -20,6 +20,7 @@ import click
 from .api import fetch as api_fetch
 from .cli_options import FETCH_OPTIONS, SOURCES, TUNE_OPTIONS, apply
 from .cluster import ClusterLost, mute_dask_logs
+from .counting import count_in_background
 from .errors import UsageError
 from .progress import Reporter, standard_reporter
 from .results import Report, summary_lines
@@ -29,6 +30,7 @@ from .tune import (
     Sample,
     allowed_levels,
     chart_lines,
+    plan_line,
     recommend,
     sweep,
     table_lines,
@@ -301,6 +303,7 @@ def fetch(
         progress=bars,
         verbose=verbose,
     )
+    count_in_background(sources, reporter.list_counted, shard=options["shard"])  # ux13 hook
     if options["scheduler"] is not None or options["processes"] is not None:
         mute_dask_logs()
     report: Report | None = None
@@ -409,10 +412,7 @@ def _tune_plan(
         raise click.UsageError("the list has no URL to measure")
     n = len(picked.entries)
     run, skipped = allowed_levels(levels, sample=n, hosts=picked.hosts, per_host=per_host)
-    say(
-        f"pdl tune: {n} of {picked.listed} entries, once per level "
-        f"(-j {','.join(map(str, run))}): {n * len(run)} downloads"
-    )
+    say(plan_line(n, picked.listed, run))  # ux13 hook: with how long it takes at most
     say("pdl tune: all into a temporary folder that is removed")
     if picked.bad_lines:
         say(f"pdl tune: {picked.bad_lines} bad line(s) of the list left out")

@@ -136,6 +136,7 @@ class Engine:
             progress=NULL_PROGRESS,
             claim=self.planner.claim,
             notify=reporter.message,
+            event=lambda event: None,  # each lane binds its transfers' events to their slots
             gate=HostGate(options.per_host),
             limiter=TokenBucket(options.limit_rate) if options.limit_rate else None,
         )
@@ -168,6 +169,7 @@ class Engine:
                 if self.cancel.is_set():
                     break
                 count += 1
+                self.reporter.list_progress(count)  # ux13 hook: "N known so far" on a pipe
                 if isinstance(item, BadLine):
                     result = bad_line_result(item)
                     self.reporter.result(result, self.tally.record(result))

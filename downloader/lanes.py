@@ -38,7 +38,7 @@ from .client import ClientConfig
 from .curl import Call, Multi
 from .effects import Body, Discard, Effect, Fetch, Gather, Wait
 from .errors import Cancelled, ConnectionFailed, TransferError
-from .progress import Reporter
+from .progress import Reporter, Starting
 from .results import Result, Status, Tally
 from .transfer import Context, Job, download
 
@@ -271,12 +271,14 @@ class _Lane:
         lanes = self.lanes
         slot = lanes.slots.take()
         progress = lanes.reporter.transfer_started(slot)
+        lanes.reporter.event(slot, Starting(url=job.entry.url, name=(job.rel or job.fallback)[-1]))
         ctx = Context(
             options=lanes.context.options,
             cancel=lanes.cancel,
             progress=progress,
             claim=lanes.context.claim,
             notify=lanes.context.notify,
+            event=functools.partial(lanes.reporter.event, slot),
             gate=lanes.context.gate,
             limiter=lanes.context.limiter,
         )

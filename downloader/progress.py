@@ -3,6 +3,11 @@
 The engine and transfers talk only to :class:`Reporter` and
 :class:`TransferProgress`. ``ResultWriter`` owns stdout, ``StderrReporter`` owns
 stderr (bars when asked, failure lines, verbose notes); ``combine`` joins them.
+
+What a transfer goes through between its start and its result is told as typed
+events (:data:`Event`): ``Starting`` (its file name, before the first byte),
+``Retrying`` and ``Waiting`` (why its row is idle, and for how long), ``Resumed`` and
+``Restarted``. Reporters word them: a bar row shows the wait, ``-v`` prints a line.
 """
 
 from __future__ import annotations
@@ -12,10 +17,82 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Protocol, TextIO
 
 from .bars import Bars
-from .results import Counts, Report, Result, Status, redact, redact_text
+from .results import Counts, Report, Result, Status, failure_text, redact, redact_text, shown_url
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Starting:
+    """A transfer begins in its slot: the file it is for, known before any answer."""
+
+    url: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retrying:
+    """Retry number ``retry`` of ``of`` will start in ``delay`` seconds, because of ``reason``."""
+
+    url: str
+    retry: int
+    of: int
+    delay: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Waiting:
+    """The transfer waits without a request: for ``reason`` (``"Retry-After from host"``,
+    ``"a --per-host slot"``, ``"another pdl process is writing it"``), ``delay`` seconds
+    when known."""
+
+    url: str
+    reason: str
+    delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resumed:
+    """A partial is continued from byte ``offset`` (of ``total``, when known)."""
+
+    url: str
+    name: str
+    offset: int
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Restarted:
+    """A partial was discarded and the download starts over, because of ``reason``."""
+
+    url: str
+    name: str
+    reason: str
+
+
+Event = Starting | Retrying | Waiting | Resumed | Restarted
+"""What a transfer tells between its start and its result (``Reporter.event``)."""
+
+
+def describe(event: Event) -> str | None:
+    """The ``-v`` line of an event (without ``pdl:``); None for what only a row shows."""
+    match event:
+        case Retrying():
+            url = shown_url(event.url)
+            reason = redact_text(event.reason, event.url)
+            return f"retry {event.retry}/{event.of} in {event.delay:.1f} s: {url}: {reason}"
+        case Waiting():
+            return f"waiting for {event.reason}: {shown_url(event.url)}"
+        case Resumed():
+            of = f" of {event.total}" if event.total is not None else ""
+            return f"resuming {event.name} from byte {event.offset}{of}"
+        case Restarted():
+            return f"{event.reason}; restarting {event.name}"
+        case _:
+            return None
 
 
 class TransferProgress(Protocol):
@@ -29,8 +106,18 @@ class Reporter(Protocol):
     """What a run tells the outside world, in order: started, (transfers, results)*, finished."""
 
     def run_started(self, jobs: int) -> None: ...
+    def list_counted(self, total: int) -> None:
+        """The entries of the list, counted quickly at the start (``counting.py``); may be
+        a little off (duplicates): ``list_read`` has the last word."""
+
+    def list_progress(self, read: int) -> None:
+        """``read`` entries of the list are known so far (for a list whose size is not)."""
+
     def list_read(self, total: int) -> None: ...
     def transfer_started(self, slot: int) -> TransferProgress: ...
+    def event(self, slot: int, event: Event) -> None:
+        """What the transfer in ``slot`` goes through (see :data:`Event`)."""
+
     def transfer_ended(self, slot: int) -> None: ...
     def result(self, result: Result, counts: Counts) -> None: ...
     def planned(self, url: str, source: str, path: str) -> None: ...
@@ -55,11 +142,20 @@ class NullReporter:
     def run_started(self, jobs: int) -> None:
         pass
 
+    def list_counted(self, total: int) -> None:
+        pass
+
+    def list_progress(self, read: int) -> None:
+        pass
+
     def list_read(self, total: int) -> None:
         pass
 
     def transfer_started(self, slot: int) -> TransferProgress:
         return NULL_PROGRESS
+
+    def event(self, slot: int, event: Event) -> None:
+        pass
 
     def transfer_ended(self, slot: int) -> None:
         pass
@@ -85,6 +181,14 @@ class _Combined:
         for r in self._reporters:
             r.run_started(jobs)
 
+    def list_counted(self, total: int) -> None:
+        for r in self._reporters:
+            r.list_counted(total)
+
+    def list_progress(self, read: int) -> None:
+        for r in self._reporters:
+            r.list_progress(read)
+
     def list_read(self, total: int) -> None:
         for r in self._reporters:
             r.list_read(total)
@@ -93,6 +197,10 @@ class _Combined:
         handles = [r.transfer_started(slot) for r in self._reporters]
         handles = [h for h in handles if h is not NULL_PROGRESS]
         return handles[0] if len(handles) == 1 else _FanOut(handles) if handles else NULL_PROGRESS
+
+    def event(self, slot: int, event: Event) -> None:
+        for r in self._reporters:
+            r.event(slot, event)
 
     def transfer_ended(self, slot: int) -> None:
         for r in self._reporters:
@@ -167,7 +275,7 @@ class ResultWriter(NullReporter):
     def result(self, result: Result, counts: Counts) -> None:
         if self._json:
             self._emit(json.dumps(result.to_json(), ensure_ascii=False))
-        elif result.status is not Status.FAILED and result.path is not None:
+        elif result.status in (Status.OK, Status.SKIPPED) and result.path is not None:
             self._emit(result.path)
 
     def planned(self, url: str, source: str, path: str) -> None:
@@ -194,11 +302,10 @@ def _silence(stream: TextIO) -> None:
 
 
 def failure_line(result: Result) -> str:
-    """The stderr line for a failed entry: ``FILE:LINE: reason`` for a bad line."""
-    error = redact_text(result.error or "failed", result.url)
+    """The stderr line for a failed entry; ``pdl: FILE:LINE: reason`` for a bad line."""
     if result.bad_line:
-        return f"{result.source}: {error}"
-    return f"pdl: failed: {redact(result.url)} ({result.source}): {error}"
+        return f"pdl: {failure_text(result)}"
+    return f"pdl: failed: {failure_text(result)}"
 
 
 class StderrReporter(NullReporter):
@@ -222,12 +329,27 @@ class StderrReporter(NullReporter):
         if self.bars is not None:
             self.bars.start(jobs)
 
+    def list_counted(self, total: int) -> None:
+        if self.bars is not None:
+            self.bars.set_counted(total)
+
+    def list_progress(self, read: int) -> None:
+        if self.bars is not None:
+            self.bars.set_read(read)
+
     def list_read(self, total: int) -> None:
         if self.bars is not None:
             self.bars.set_total(total)
 
     def transfer_started(self, slot: int) -> TransferProgress:
         return self.bars.busy(slot) if self.bars is not None else NULL_PROGRESS
+
+    def event(self, slot: int, event: Event) -> None:
+        if self.bars is not None:
+            _show_on_row(self.bars, slot, event)
+        line = describe(event) if self._verbose else None
+        if line is not None:
+            self._write(f"pdl: {line}")
 
     def transfer_ended(self, slot: int) -> None:
         if self.bars is not None:
@@ -247,6 +369,23 @@ class StderrReporter(NullReporter):
         if self.bars is not None:
             self.bars.set_done(report.counts.done, report.counts.failed)  # the final word
             self.bars.close()
+
+
+def _show_on_row(bars: Bars, slot: int, event: Event) -> None:
+    """A bar row tells what its transfer waits for: the file's name from the start, then
+    ``retry 2/5 in 4 s: connection refused`` (counting down) until bytes flow again."""
+    match event:
+        case Starting():
+            bars.name(slot, event.name)
+        case Retrying():
+            why = redact_text(event.reason, event.url)
+            bars.wait(slot, f"retry {event.retry}/{event.of} in", event.delay, f": {why}")
+        case Waiting():
+            bars.wait(slot, "waiting", event.delay, f": {event.reason}")
+        case Restarted():
+            bars.wait(slot, "restarting", None, f": {event.reason}")
+        case _:
+            pass
 
 
 def standard_reporter(

@@ -53,6 +53,11 @@ def host_of(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
+GIVE_UP_AFTER = 3
+"""Connections to a host that fail in a row (refused, unresolvable) before it is given up,
+as wget2 does: its other entries then fail at once with that reason."""
+
+
 class HostGate:
     """Per host: at most ``per_host`` transfers at a time, and a hold after ``Retry-After``.
 
@@ -70,6 +75,28 @@ class HostGate:
         self._lock = threading.Condition()
         self._busy: dict[str, int] = {}
         self._held_until: dict[str, float] = {}
+        self._refused: dict[str, int] = {}  # connections that failed in a row, per host
+        self._given_up: dict[str, str] = {}
+
+    def unreachable(self, host: str, reason: str) -> None:
+        """No connection to ``host`` could be made; after a few in a row it is given up."""
+        with self._lock:
+            count = self._refused.get(host, 0) + 1
+            self._refused[host] = count
+            if count >= GIVE_UP_AFTER and host not in self._given_up:
+                self._given_up[host] = (
+                    f"{reason} (gave up on {host} after {count} failed connections)"
+                )
+
+    def reachable(self, host: str) -> None:
+        """``host`` answered: its count of failed connections starts again."""
+        if host in self._refused:
+            with self._lock:
+                self._refused.pop(host, None)
+
+    def given_up(self, host: str) -> str | None:
+        """Why ``host`` is given up for the rest of the run, or None."""
+        return self._given_up.get(host)
 
     def hold(self, host: str, seconds: float) -> None:
         with self._lock:

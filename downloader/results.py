@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import shlex
 import threading
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .naming import COMPANIONS, RelPath, numbered
-from .options import EntryOptions
+from .options import EntryOptions, OnExist, Options
 from .safetext import redact as redact  # what pdl shows is decided in safetext
 from .safetext import redact_text as redact_text
 
 
 class Status(enum.StrEnum):
+    """How an entry ended (the ``status`` of ``--json``; docs/output.md)."""
+
     OK = "ok"
     SKIPPED = "skipped"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    """Stopped by Ctrl-C (or a cancel) while it ran; its partial file is kept."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,13 +70,14 @@ class Counts:
     ok: int = 0
     skipped: int = 0
     failed: int = 0
+    interrupted: int = 0
     bytes: int = 0
     resumed_bytes: int = 0
     retries: int = 0
 
     @property
     def done(self) -> int:
-        return self.ok + self.skipped + self.failed
+        return self.ok + self.skipped + self.failed + self.interrupted
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +88,8 @@ class Report:
     counts: Counts
     elapsed: float
     interrupted: bool = False
+    options: Options | None = field(default=None, repr=False, compare=False)
+    """The run's options, when the caller gave them: the summary's re-run hint needs them."""
 
     @property
     def ok(self) -> list[Result]:
@@ -93,6 +102,11 @@ class Report:
     @property
     def failed(self) -> list[Result]:
         return [r for r in self.results if r.status is Status.FAILED]
+
+    @property
+    def unfinished(self) -> list[Result]:
+        """The entries an interrupt stopped while they ran (``Status.INTERRUPTED``)."""
+        return [r for r in self.results if r.status is Status.INTERRUPTED]
 
     @property
     def exit_code(self) -> int:
@@ -216,6 +230,7 @@ class Tally:
                 ok=c.ok + (result.status is Status.OK),
                 skipped=c.skipped + (result.status is Status.SKIPPED),
                 failed=c.failed + (result.status is Status.FAILED),
+                interrupted=c.interrupted + (result.status is Status.INTERRUPTED),
                 bytes=c.bytes + result.bytes,
                 resumed_bytes=c.resumed_bytes + result.resumed_from,
                 retries=c.retries + max(0, result.attempts - 1),
@@ -232,13 +247,16 @@ class Tally:
         with self._lock:
             return self._counts
 
-    def report(self, elapsed: float, interrupted: bool = False) -> Report:
+    def report(
+        self, elapsed: float, interrupted: bool = False, options: Options | None = None
+    ) -> Report:
         with self._lock:
             return Report(
                 results=tuple(self._results),
                 counts=self._counts,
                 elapsed=elapsed,
                 interrupted=interrupted,
+                options=options,
             )
 
 
@@ -252,28 +270,94 @@ def format_bytes(n: float) -> str:
 
 SUMMARY_LABEL = 9
 """Width of the label column of the summary block."""
+SCREENFUL = 20
+"""Up to this many failures are still in view above the summary, so it only counts them."""
+FIRST_FAILURES = 10
+"""Past a screenful, the summary lists this many failures and says where the rest are."""
+_QUOTE_IF = re.compile(r"[\s'\"\\\x00-\x1f\x7f-\x9f]")
+
+
+def shown_url(url: str) -> str:
+    """A URL as pdl prints it: credentials redacted; quoted whole when it holds a space,
+    a quote or a control character (so neither a reader nor a shell cuts it short)."""
+    text = redact(url)
+    if not _QUOTE_IF.search(text):
+        return text
+    return repr(text) if text.isprintable() else ascii(text)
+
+
+def failure_text(result: Result) -> str:
+    """``URL (FILE:LINE): reason`` of a failed entry, or ``FILE:LINE: reason`` of a bad line."""
+    error = redact_text(result.error or "failed", result.url)
+    if result.bad_line:
+        return f"{result.source}: {error}"
+    return f"{shown_url(result.url)} ({result.source}): {error}"
+
+
+def rerun_command(failed_file: str, options: Options | None) -> str:
+    """The command that re-runs the entries of ``--failed FILE``: the destination and the
+    options that change names or verification, so the re-run lands where the run did."""
+    args = ["pdl", "fetch", failed_file]
+    if options is not None:
+        if options.dest != Path():
+            args += ["-d", str(options.dest)]
+        if options.on_exist is not OnExist.SKIP:
+            args += ["--on-exist", str(options.on_exist)]
+        if options.content_disposition:
+            args.append("--content-disposition")
+        checksums = getattr(options, "checksums", None)  # an option of the libcurl engine
+        if checksums is not None:
+            args += ["--checksums", str(checksums)]
+        if options.insecure:
+            args.append("--insecure")
+        if options.ca_bundle is not None:
+            args += ["--ca-bundle", str(options.ca_bundle)]
+    args += ["--failed", failed_file]
+    return shlex.join(args)
+
+
+def headline(report: Report) -> str:
+    """``pdl: done: 3 ok, 0 skipped, 1 failed``, or after an interrupt what is not finished."""
+    c = report.counts
+    if not report.interrupted:
+        return f"pdl: done: {c.ok} ok, {c.skipped} skipped, {c.failed} failed"
+    parts = [f"{c.ok} ok"]
+    parts += [f"{c.skipped} skipped"] * bool(c.skipped) + [f"{c.failed} failed"] * bool(c.failed)
+    if c.interrupted:
+        parts.append(f"{c.interrupted} not finished")
+        return f"pdl: interrupted: {', '.join(parts)}; partial files kept, " + _RESUME
+    return f"pdl: interrupted: {', '.join(parts)}; " + _RESUME
+
+
+_RESUME = "run the same command to resume"
 
 
 def summary_lines(report: Report, failed_file: str | None = None) -> Iterable[str]:
     """The summary printed on stderr at the end of a run: a headline with the counts,
-    then an aligned block (bytes, time and average rate, retries, resumed bytes, each
-    failed URL with its reason, and the command that re-runs the failures)."""
+    then an aligned block (bytes, time and average rate, retries, resumed bytes, the
+    failures, and the command that re-runs them). Each failure was printed as it
+    happened: up to a screenful they are only counted here; past it, the first ones
+    (scrolled away by now) are listed, and where to find the rest."""
     c = report.counts
     rate = c.bytes / report.elapsed if report.elapsed > 0 else 0.0
-    head = "interrupted" if report.interrupted else "done"
 
     def row(label: str, value: str) -> str:
-        return f"  {label:<{SUMMARY_LABEL}}{value}"
+        return f"  {label:<{SUMMARY_LABEL}}{value}".rstrip()
 
-    yield f"pdl: {head}: {c.ok} ok, {c.skipped} skipped, {c.failed} failed"
+    yield headline(report)
     yield row(
         "received",
         f"{format_bytes(c.bytes)} in {report.elapsed:.2f} s ({format_bytes(rate)}/s average)",
     )
     yield row("retries", str(c.retries))
     yield row("resumed", format_bytes(c.resumed_bytes))
-    for r in report.failed:
-        reason = redact_text(r.error or "failed", r.url)
-        yield row("failed", f"{redact(r.url)} ({r.source}): {reason}")
+    if c.failed and c.failed <= SCREENFUL:
+        yield row("failed", f"{c.failed}, each shown above as it happened")
+    elif c.failed:
+        yield row("failed", f"{c.failed}; the first {FIRST_FAILURES}:")
+        for r in report.failed[:FIRST_FAILURES]:
+            yield row("", failure_text(r))
+        where = f"all in {failed_file}" if failed_file else "--failed FILE or --json lists them all"
+        yield row("", f"... and {c.failed - FIRST_FAILURES} more ({where})")
     if failed_file is not None and c.failed:
-        yield row("re-run", f"pdl fetch {shlex.quote(failed_file)}")
+        yield row("re-run", rerun_command(failed_file, report.options))

@@ -16,7 +16,7 @@ and since no download is ever given a name ending like a companion
 A ``.part`` is written only under an exclusive, non-blocking ``flock`` on it
 (:meth:`Folder.lock_part`), taken before the partial or its record is read, so
 two pdl processes on one folder never write the same partial: the second one
-fails that entry at once with "being downloaded by another process".
+is told at once (:class:`~downloader.errors.PartBusy`) and waits for the first.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import LocalFileError, UsageError
+from .errors import LocalFileError, PartBusy, UsageError
 from .naming import PART_SUFFIX, RECORD_SUFFIX, TMP_SUFFIX, RelPath
 
 HASH_BLOCK = 1024 * 1024
@@ -144,7 +144,7 @@ class Folder:
             except OSError as exc:
                 os.close(fd)
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise LocalFileError(
+                    raise PartBusy(
                         f"{self._show(part)}: being downloaded by another process"
                     ) from None
                 raise local_error(exc, self._show(part)) from None

@@ -23,6 +23,7 @@ from .effects import Body, Discard, Effect, Fetch, Wait
 from .errors import (
     Cancelled,
     ChecksumMismatch,
+    ConnectionFailed,
     HTTPStatusError,
     PartBusy,
     RangeMismatch,
@@ -31,9 +32,9 @@ from .errors import (
 )
 from .naming import PART_SUFFIX, RelPath, display, name_from_content_disposition, with_name
 from .options import OnExist, Options
-from .progress import TransferProgress
+from .progress import Event, Restarted, Resumed, Retrying, TransferProgress, Waiting
 from .ratelimit import HostGate, TokenBucket, host_of
-from .results import Result, Status, redact, redact_text
+from .results import Result, Status
 from .resume import Continue, Plan, Restart, judge, plan_from
 from .retry import RETRY_AFTER_CAP, RetryPolicy, RetryState, parse_retry_after
 from .sink import BodyTooLong, Hasher, Sink
@@ -71,6 +72,8 @@ class Context:
     progress: TransferProgress
     claim: Callable[[RelPath], RelPath]
     notify: Callable[[str], None]
+    event: Callable[[Event], None]
+    """What this transfer goes through, for its row and ``-v`` (bound to its slot)."""
     gate: HostGate
     limiter: TokenBucket | None
 
@@ -97,19 +100,33 @@ class _Download:
         started = time.monotonic()
         o = self.ctx.options
         state = RetryState(policy=RetryPolicy(retries=o.retries, wait=o.retry_wait))
+        gate, host = self.ctx.gate, host_of(self.url)
         while True:
             if self.ctx.cancel.is_set():
-                return self._result(Status.FAILED, state, started, Cancelled("interrupted"))
+                return self._result(Status.INTERRUPTED, state, started, None)
+            if (reason := gate.given_up(host)) is not None:
+                error = TransferError(reason, retryable=False)
+                return self._result(Status.FAILED, state.increment(error), started, error)
             try:
                 status = yield from self._polite_attempt()
             except TransferError as exc:
-                err = Cancelled("interrupted") if self.ctx.cancel.is_set() else exc
-                state = state.increment(err)
+                if self.ctx.cancel.is_set() or isinstance(exc, Cancelled):
+                    return self._result(Status.INTERRUPTED, state.increment(exc), started, None)
+                if isinstance(exc, ConnectionFailed) and exc.unreachable:
+                    gate.unreachable(host, str(exc))
+                state = state.increment(exc)
                 if state.exhausted:
-                    return self._result(Status.FAILED, state, started, err)
+                    return self._result(Status.FAILED, state, started, exc)
                 delay = state.delay()
-                shown = f"{redact(self.url)}: {redact_text(str(err), self.url)}"
-                self.ctx.notify(f"retry {state.attempts}/{o.retries} in {delay:.1f} s: {shown}")
+                self.ctx.event(
+                    Retrying(
+                        url=self.url,
+                        retry=state.attempts,
+                        of=o.retries,
+                        delay=delay,
+                        reason=str(exc),
+                    )
+                )
                 yield Wait(delay)
                 continue
             made = state.attempts + (1 if self.http_status is not None else 0)
@@ -142,12 +159,17 @@ class _Download:
     def _polite_attempt(self) -> Generator[Effect, Any, Status]:
         """One attempt within the host's limits: its ``Retry-After`` hold and ``--per-host``."""
         cancel, gate, host = self.ctx.cancel, self.ctx.gate, host_of(self.url)
+        told = False
         while not gate.try_more(host, 1):
             if cancel.is_set():
                 raise Cancelled("interrupted")
+            if not told:
+                self.ctx.event(Waiting(url=self.url, reason="a --per-host slot"))
+                told = True
             yield Wait(0.05)
         try:
             while (held := gate.delay(host)) > 0:  # checked with the slot, so none slips by
+                self.ctx.event(Waiting(url=self.url, reason=f"Retry-After from {host}", delay=held))
                 yield Wait(held)
                 if cancel.is_set():
                     raise Cancelled("interrupted")
@@ -205,16 +227,10 @@ class _Download:
         self.checked_existing = True
         assert self.rel is not None
         name = self.rel[-1]
-        kind = folder.kind(name)
+        # a link or a FIFO is never "existing and verified": it is replaced on publish
         if self.ctx.options.on_exist is not OnExist.SKIP or not folder.existing_regular(name):
             return False
-        if kind == "dir":
-            raise TransferError(
-                f"{display(self.rel, str(self.ctx.options.dest))}: is a folder", retryable=False
-            )
         checksum = self.job.entry.options.checksum
-        if kind != "file":
-            return False  # a link, a FIFO: never "existing and verified"; replaced on publish
         if checksum is None:
             folder.drop_stale_record(name)
             return True
@@ -243,7 +259,8 @@ class _Download:
                 break
             except PartBusy:
                 if not waited:
-                    self.ctx.notify(f"{name}.part: another process is downloading it; waiting")
+                    reason = "another pdl process is writing it"
+                    self.ctx.event(Waiting(url=self.url, reason=reason))
                     waited = True
                 yield Wait(BUSY_POLL)
                 if self.ctx.cancel.is_set():
@@ -265,9 +282,8 @@ class _Download:
         )
         if plan.offset == 0:
             if self.ctx.options.resume:
-                self.ctx.notify(
-                    f"not resuming {name}.part: no matching resume record; starting over"
-                )
+                reason = "no matching resume record"
+                self.ctx.event(Restarted(url=self.url, name=name, reason=reason))
             folder.discard_partial(name)
         elif plan.record is not None and plan.record.length is not None:
             self.length = plan.record.length
@@ -283,6 +299,7 @@ class _Download:
         if isinstance(got, TransferError):
             raise got
         resp: Response = got
+        self.ctx.gate.reachable(host_of(self.url))
         self.http_status = resp.status
         self.http_version = resp.http_version
         if resp.status not in (200, 206) and not (ranged and resp.status == 416):
@@ -302,12 +319,13 @@ class _Download:
                 raise RangeMismatch(f"cannot resume {name}: {verdict.reason}; starting over")
             raise RangeMismatch(verdict.reason)
         if verdict.restarted:
-            self.ctx.notify(f"server sent the whole file again; restarting {name}")
+            reason = "the server sent the whole file again"
+            self.ctx.event(Restarted(url=self.url, name=name, reason=reason))
             folder.discard_partial(name)
         offset, total, end = verdict.offset, verdict.total, verdict.end
         if offset:
             self.resumed_from = offset
-            self.ctx.notify(f"resuming {name} from byte {offset}")
+            self.ctx.event(Resumed(url=self.url, name=name, offset=offset, total=total))
         if total is not None:
             self.length = total
         if offset == 0 and self._splittable(resp, total):
@@ -391,7 +409,9 @@ class _Download:
         )
         if record is not None and record.segments is not None:  # a split partial goes on
             self.resumed_from = sum(done for *_, done in record.segments)
-            ctx.notify(f"resuming {name} from {self.resumed_from} of {record.length} bytes (split)")
+            ctx.event(
+                Resumed(url=self.url, name=name, offset=self.resumed_from, total=record.length)
+            )
         self.began_partial = self.began_partial or fresh is not None
         start = record or fresh
         assert start is not None

@@ -94,6 +94,10 @@ class Terminal:
                 raise AssertionError("the process did not finish:\n" + self.text())
         return self.process.wait(timeout=max(1.0, deadline - time.monotonic()))
 
+    def send(self, data: bytes) -> None:
+        """Type ``data`` on the terminal (the process reads it from its stdin)."""
+        os.write(self._master, data)
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -127,38 +131,93 @@ def pdl_argv(*args: str) -> list[str]:
 
 
 def _capture(columns: int = 100, lines: int = 24) -> None:  # pragma: no cover - a tool
-    """Print the screens shown in the README: ``python -m tests.terminal``."""
+    """Print the screens shown in the docs and the issue notes: ``python -m tests.terminal``.
+
+    A 300-file run at 10%, 50% and 90% (files of 1 KiB to 6 MiB, each served at
+    2 MiB/s), a dead host, a Ctrl-C, and ``pdl tune`` next to full runs at its levels.
+    """
+    import random
+    import signal
+    import socket
     import tempfile
 
-    from tests.server import Fault, FaultServer
+    from tests.server import FaultServer
 
     work = Path(tempfile.mkdtemp(prefix="pdl-screens-"))
+    rng = random.Random(13)
     with FaultServer() as server:
-        names = [f"part-{i:03d}.tar.gz" for i in range(200)]
+        names = [f"part-{i:03d}.bin" for i in range(300)]
         names[3] = "ubuntu-24.04.1-live-server-amd64.iso"
-        for i, name in enumerate(names):
-            server.add(f"/data/{name}", bytes(150_000 + 4099 * i), rate=250_000)
-        server.add_faults(f"/data/{names[41]}", Fault.status(404))
-        server.add_faults(f"/data/{names[77]}", Fault.status(503))
+        for name in names:
+            size = int(1024 * 6144 ** rng.random())  # 1 KiB .. 6 MiB, log-uniform
+            server.add(f"/data/{name}", bytes(size), rate=2 * 1024 * 1024)
         urls = "".join(f"{server.url('/data/' + n)}\n" for n in names)
         (work / "urls.txt").write_text(urls.replace("127.0.0.1", "localhost"))
-        out = (work / "paths.txt").open("w")
-        argv = pdl_argv("fetch", "urls.txt", "-j", "16", "-d", "dl", "-v", "--retry-wait", "0.5")
-        term = Terminal(argv, columns=columns, lines=lines, cwd=work, stdout=out.fileno())
-        term.wait_for(lambda t: any(r.startswith("total") and "/200" in r for r in t.lines()))
-        term.wait_for(lambda t: any("ETA 00:0" in r for r in t.lines()))
-        print("$ pdl fetch urls.txt -j 16 -d dl -v > paths.txt   # while it runs")
-        print("\n".join(term.lines()).rstrip())
+
+        def run(*args: str) -> Terminal:
+            out = (work / "paths.txt").open("w")
+            term = Terminal(
+                pdl_argv(*args), columns=columns, lines=lines, cwd=work, stdout=out.fileno()
+            )
+            out.close()
+            return term
+
+        def screen(term: Terminal) -> str:
+            return "\n".join(term.lines()).rstrip()
+
+        def at(term: Terminal, percent: int) -> None:
+            def there(t: Terminal) -> bool:
+                top = next((r for r in t.lines() if r.startswith("total")), "")
+                return (
+                    top[5:10].strip().rstrip("%").isdigit()
+                    and int(top[5:10].strip().rstrip("%")) >= percent
+                )
+
+            term.wait_for(there, timeout=600)
+            print(f"\n--- at {percent}% ---\n{screen(term)}")
+
+        print("$ pdl fetch urls.txt -j 4 -d dl > paths.txt")
+        term = run("fetch", "urls.txt", "-j", "4", "-d", "dl")
+        for percent in (10, 50, 90):
+            at(term, percent)
+        term.finish(timeout=600)
+        print(f"\n--- at the end ---\n{term.text()}")
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        dead = "".join(f"http://127.0.0.1:{port}/file-{i:02d}.iso\n" for i in range(20))
+        (work / "dead.txt").write_text(dead)
+        print("\n$ pdl fetch dead.txt -d dead   # a closed port")
+        term = run("fetch", "dead.txt", "-d", "dead")
+        term.wait_for(lambda t: any(r.startswith("  file-") for r in t.lines()))
+        print(f"--- after the start ---\n{screen(term)}")
+        started = time.monotonic()
+        term.finish(timeout=600)
+        print(f"--- at the end ({time.monotonic() - started:.0f} s later) ---\n{term.text()}")
+
+        print("\n$ pdl fetch urls.txt -j 16 -d ctrl-c   # Ctrl-C at about 30%")
+        term = run("fetch", "urls.txt", "-j", "16", "-d", "ctrl-c")
+        at(term, 30)
+        os.killpg(term.process.pid, signal.SIGINT)
         term.finish()
-        print("\n$ pdl fetch urls.txt -j 16 -d dl -v > paths.txt   # at the end")
-        print(term.text())
-        for name in names:  # tune: files of 1 MB, 10 ms to answer, as fast as the CPU goes
-            server.add(f"/data/{name}", bytes(1_000_000), delay=0.01)
-        argv = pdl_argv("tune", "urls.txt", "-j", "1,2,4,8,16,32")
-        term = Terminal(argv, columns=columns, lines=lines, cwd=work)
-        term.finish(timeout=300)
+        print(f"--- after Ctrl-C ---\n{term.text()}")
+
         print("\n$ pdl tune urls.txt")
+        term = Terminal(pdl_argv("tune", "urls.txt"), columns=columns, lines=lines, cwd=work)
+        started = time.monotonic()
+        term.finish(timeout=900)
         print(term.text())
+        print(f"(tune took {time.monotonic() - started:.1f} s)")
+        for jobs in (1, 2, 4, 8, 16, 32):
+            started = time.monotonic()
+            subprocess.run(
+                pdl_argv("fetch", "urls.txt", "-q", "-j", str(jobs), "-d", f"full-{jobs}"),
+                cwd=work,
+                stdout=subprocess.DEVNULL,
+                check=False,
+            )
+            print(f"full run -j {jobs}: {time.monotonic() - started:.1f} s")
 
 
 if __name__ == "__main__":

@@ -435,5 +435,8 @@ def test_summary_names_the_failed_file_to_rerun(server: FaultServer, tmp_path: P
     failed = tmp_path / "failed.txt"
     result = pdl("fetch", "-d", str(tmp_path / "d"), "--failed", str(failed), server.url("/none"))
     assert result.exit_code == 1
-    assert f"  re-run   pdl fetch {failed}" in result.stderr.splitlines()
+    assert (
+        f"  re-run   pdl fetch {failed} -d {tmp_path / 'd'} --failed {failed}"
+        in result.stderr.splitlines()
+    )
     assert server.url("/none") in failed.read_text().splitlines()

@@ -5,19 +5,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from downloader.naming import RelPath
+from downloader.options import OnExist, Options
 from downloader.results import (
+    FIRST_FAILURES,
+    SCREENFUL,
     Counts,
     HashSet64,
     Report,
     Result,
     Status,
     Tally,
+    failure_text,
+    headline,
     redact,
     redact_text,
+    rerun_command,
+    shown_url,
     summary_lines,
 )
 from tests.conftest import JSON_KEYS
@@ -241,7 +249,7 @@ def test_keep_results_false_keeps_only_failures_but_counts_all() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Report.exit_code (SPEC 1: 0 / 1 / 130)
+# Report.exit_code (docs/output.md, "Exit status": 0 / 1 / 130)
 # --------------------------------------------------------------------------------------------
 
 
@@ -318,7 +326,9 @@ def test_hashset_grows_past_its_initial_size() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_summary_mentions_counts_and_each_failed_url_redacted() -> None:
+def test_summary_counts_failures_that_are_still_in_view_above() -> None:
+    """Each failure was printed as it happened (docs/output.md): up to a screenful, the
+    summary does not print it again."""
     report = _report(
         ok(bytes=2048),
         ok(url="https://example.org/b"),
@@ -327,16 +337,27 @@ def test_summary_mentions_counts_and_each_failed_url_redacted() -> None:
         failed(url=SECRET_URL, error=f"HTTP 403 Forbidden at {SECRET_URL}"),
         failed(url="https://example.org/missing.iso", error="HTTP 404 Not Found"),
     )
-    text = "\n".join(summary_lines(report))
-    assert re.search(r"\b3 ok\b", text)
-    assert re.search(r"\b1 skipped\b", text)
-    assert re.search(r"\b2 failed\b", text)
-    assert "https://***@example.org/private/a.iso" in text
-    assert "HTTP 403 Forbidden" in text
-    assert "https://example.org/missing.iso" in text
-    assert "HTTP 404 Not Found" in text
-    assert "s3cret" not in text
-    assert "alice" not in text
+    lines = list(summary_lines(report))
+    assert lines[0] == "pdl: done: 3 ok, 1 skipped, 2 failed"
+    assert "  failed   2, each shown above as it happened" in lines
+    assert "example.org" not in "\n".join(lines)
+
+
+def test_summary_past_a_screenful_lists_the_first_failures_and_where_the_rest_are() -> None:
+    failures = [failed(url=f"https://example.org/{n}.iso") for n in range(SCREENFUL + 5)]
+    report = _report(failed(url=SECRET_URL, error=f"HTTP 403 at {SECRET_URL}"), *failures)
+    lines = list(summary_lines(report, failed_file="again.txt"))
+    assert f"  failed   {SCREENFUL + 6}; the first {FIRST_FAILURES}:" in lines
+    listed = [line for line in lines if "(urls.txt:3)" in line]
+    assert len(listed) == FIRST_FAILURES
+    assert (
+        listed[0]
+        == "           https://***@example.org/private/a.iso (urls.txt:3): HTTP 403 at https://***@example.org/private/a.iso"
+    )
+    assert f"           ... and {SCREENFUL + 6 - FIRST_FAILURES} more (all in again.txt)" in lines
+    assert "s3cret" not in "\n".join(lines) and "alice" not in "\n".join(lines)
+    without = "\n".join(summary_lines(report))
+    assert "(--failed FILE or --json lists them all)" in without
 
 
 def test_summary_of_a_clean_run_lists_no_failures() -> None:
@@ -357,9 +378,43 @@ def test_summary_is_an_aligned_block() -> None:
         "  received 3.0 MiB in 2.00 s (1.5 MiB/s average)",
         "  retries  2",
         "  resumed  2.0 KiB",
-        "  failed   https://***@example.org/private/a.iso (urls.txt:3): HTTP 404 Not Found",
-        "  re-run   pdl fetch 'my failed.txt'",
+        "  failed   1, each shown above as it happened",
+        "  re-run   pdl fetch 'my failed.txt' --failed 'my failed.txt'",
     ]
+
+
+@pytest.mark.parametrize(
+    ("options", "command"),
+    [
+        (None, "pdl fetch again.txt --failed again.txt"),
+        (Options(), "pdl fetch again.txt --failed again.txt"),
+        (
+            Options(dest=Path("some where")),
+            "pdl fetch again.txt -d 'some where' --failed again.txt",
+        ),
+        (
+            Options(dest=Path("d"), on_exist=OnExist.RENAME, content_disposition=True),
+            "pdl fetch again.txt -d d --on-exist rename --content-disposition --failed again.txt",
+        ),
+        (
+            Options(ca_bundle=Path("ca.pem"), jobs=4, retries=1),  # -j, --retries: not needed
+            "pdl fetch again.txt --ca-bundle ca.pem --failed again.txt",
+        ),
+        (Options(insecure=True), "pdl fetch again.txt --insecure --failed again.txt"),
+    ],
+)
+def test_rerun_command_keeps_the_destination_and_what_changes_names_or_checks(
+    options: Options | None, command: str
+) -> None:
+    assert rerun_command("again.txt", options) == command
+
+
+def test_summary_rerun_hint_uses_the_reports_options() -> None:
+    report = Report(
+        results=(failed(),), counts=Counts(failed=1), elapsed=1.0, options=Options(dest=Path("d"))
+    )
+    lines = list(summary_lines(report, failed_file="again2.txt"))
+    assert lines[-1] == "  re-run   pdl fetch again2.txt -d d --failed again2.txt"
 
 
 def test_summary_names_the_failed_file_only_when_something_failed() -> None:
@@ -370,6 +425,52 @@ def test_summary_names_the_failed_file_only_when_something_failed() -> None:
 def test_summary_says_when_interrupted() -> None:
     text = "\n".join(summary_lines(_report(ok(), interrupted=True)))
     assert "interrupt" in text.lower()
+
+
+def test_interrupted_headline_says_what_is_not_finished_and_how_to_resume() -> None:
+    stopped = Result(url="https://example.org/i.iso", source="u:9", status=Status.INTERRUPTED)
+    report = _report(*[ok()] * 103, *[stopped] * 16, interrupted=True)
+    assert headline(report) == (
+        "pdl: interrupted: 103 ok, 16 not finished; partial files kept,"
+        " run the same command to resume"
+    )
+    assert report.counts.interrupted == 16 and report.counts.failed == 0
+    assert len(report.unfinished) == 16 and report.failed == []
+    mixed = _report(ok(), skipped(), failed(), stopped, interrupted=True)
+    assert headline(mixed) == (
+        "pdl: interrupted: 1 ok, 1 skipped, 1 failed, 1 not finished; partial files kept,"
+        " run the same command to resume"
+    )
+    assert headline(_report(ok(), interrupted=True)) == (
+        "pdl: interrupted: 1 ok; run the same command to resume"
+    )
+
+
+def test_interrupted_status_in_json_and_the_tally() -> None:
+    stopped = Result(url="https://example.org/i.iso", source="u:9", status=Status.INTERRUPTED)
+    assert stopped.to_json()["status"] == "interrupted"
+    tally = Tally()
+    counts = tally.record(stopped)
+    assert (counts.interrupted, counts.failed, counts.done) == (1, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://example.org/a.iso", "https://example.org/a.iso"),
+        ("https://example.org/a b.iso", "'https://example.org/a b.iso'"),
+        ("https://u:p@example.org/my file.iso", "'https://***@example.org/my file.iso'"),
+        ("https://example.org/x\x07y", "'https://example.org/x\\x07y'"),
+        ("https://example.org/it's", '"https://example.org/it\'s"'),
+    ],
+)
+def test_a_url_is_shown_whole_and_quoted_when_it_holds_a_space(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
+
+
+def test_failure_text_of_a_url_with_a_space_is_whole() -> None:
+    r = failed(url="https://example.org/a b.iso")
+    assert failure_text(r) == "'https://example.org/a b.iso' (urls.txt:3): HTTP 404 Not Found"
 
 
 def test_claim_keeps_names_clear_of_each_others_partials() -> None:

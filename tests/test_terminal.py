@@ -10,13 +10,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.server import Fault, FaultServer, wait_until
-from tests.terminal import Terminal, pdl_argv
+from tests.terminal import ROOT, Terminal, pdl_argv
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +83,10 @@ def test_bars_of_a_run_and_the_screen_it_leaves(
     server.add_faults(f"/{names[30]}", Fault.status(503))  # retried, with -v a line about it
     term = _start(terminals, tmp_path, "-j", "16", "-v", "--retry-wait", "0", columns=100)
 
+    # from the start, the total is known (the list file is counted, not read to its end)
+    term.wait_for(lambda t: any(TOTAL.match(row) for row in t.lines()), timeout=60)
+    top = next(row for row in term.lines() if TOTAL.match(row))
+    assert TOTAL.match(top).groups()[1] == "200"  # type: ignore[union-attr]
     # while it runs: the total bar on top of one row per busy worker
     term.wait_for(lambda t: len(_workers(t)) == 16, timeout=60)
     rows = term.lines()
@@ -93,7 +98,6 @@ def test_bars_of_a_run_and_the_screen_it_leaves(
         lambda t: any("…" in row and row.split()[0].endswith(".bin") for row in t.lines()),
         timeout=60,
     )
-    term.wait_for(lambda t: any(TOTAL.match(row) for row in t.lines()), timeout=60)  # list read
 
     assert term.finish() == 1
     _assert_no_bar_scrolled_off(term)
@@ -103,7 +107,7 @@ def test_bars_of_a_run_and_the_screen_it_leaves(
     totals = [row for row in text if row.startswith("total")]
     assert len(totals) == 1 and TOTAL.match(totals[0])
     assert TOTAL.match(totals[0]).groups() == ("200", "200")  # type: ignore[union-attr]
-    assert "1 failed" in totals[0] and "ETA" in totals[0]
+    assert "1 failed" in totals[0] and re.search(r" in \d\d:\d\d$", totals[0])
     after = text[text.index(totals[0]) + 1 :]
     assert SUMMARY_HEAD.match(after[0]) and not any(WORKER.match(row) for row in after)
     assert len((tmp_path / "stdout.txt").read_text().splitlines()) == 199
@@ -202,3 +206,116 @@ def test_ctrl_c_leaves_the_total_bar_and_the_summary(
     assert not any(WORKER.match(row) for row in text)
     assert sum(row.startswith("total ") for row in text) == 1
     assert any(row.startswith("pdl: interrupted: 0 ok") for row in text)
+
+
+def _done_of_total(term: Terminal) -> tuple[int, int] | None:
+    for row in term.lines():
+        match = TOTAL.match(row)
+        if match:
+            return int(match[1]), int(match[2])
+    return None
+
+
+def test_the_total_bar_knows_the_total_and_an_eta_early(
+    server: FaultServer, tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    """A list file of 300 entries: n/300, a percentage and an ETA from bytes long before its
+    end (issue: they appeared only at 296/300, when the streamed list had been read)."""
+    _serve(server, tmp_path, 300, rate=100_000)
+    term = _start(terminals, tmp_path, "-j", "8", columns=100)
+
+    def early_eta(t: Terminal) -> bool:
+        top = next((row for row in t.lines() if TOTAL.match(row)), "")
+        return "ETA" in top
+
+    term.wait_for(early_eta, timeout=60)
+    done, total = _done_of_total(term) or (0, 0)
+    assert total == 300 and done < 150, term.lines()
+    top = next(row for row in term.lines() if TOTAL.match(row))
+    eta = re.search(r"ETA (\d\d):(\d\d)", top)
+    assert eta and 0 < int(eta[1]) * 60 + int(eta[2]) < 600, top
+    assert term.finish() == 0
+
+
+def test_on_a_pipe_the_total_bar_says_how_many_are_known_so_far(
+    server: FaultServer, tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    _serve(server, tmp_path, 60, rate=100_000)
+    out = (tmp_path / "stdout.txt").open("w")
+    argv = ["bash", "-c", f"cat urls.txt | {' '.join(pdl_argv('fetch', '-d', 'dest', '-j', '4'))}"]
+    term = Terminal(argv, cwd=tmp_path, stdout=out.fileno())
+    out.close()
+    terminals.append(term)
+    term.wait_for(lambda t: any(re.search(r"known so far", row) for row in t.lines()), timeout=60)
+    row = next(row for row in term.lines() if "known so far" in row)
+    assert re.match(r"^total \d+ files, \d+ known so far \[", row), row
+    assert term.finish() == 0
+    final = [row for row in term.text().splitlines() if row.startswith("total")]
+    assert TOTAL.match(final[-1]).groups() == ("60", "60")  # type: ignore[union-attr]
+
+
+def test_rows_name_their_file_while_a_dead_host_is_retried(
+    tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    """A closed port: every row shows its file's name from the start, not a bare ``starting``."""
+    import socket
+
+    with socket.socket() as probe:  # a port that nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    names = [f"dead-{i}.bin" for i in range(4)]
+    (tmp_path / "urls.txt").write_text("".join(f"http://127.0.0.1:{port}/{n}\n" for n in names))
+    term = _start(terminals, tmp_path, "-j", "4", "--retries", "3", "--retry-wait", "2")
+    term.wait_for(lambda t: all(any(row.startswith(f"  {n}") for row in t.lines()) for n in names))
+    assert term.finish() == 1
+    assert "pdl: done: 0 ok, 0 skipped, 4 failed" in term.text()
+    assert "  failed   4, each shown above as it happened" in term.text()
+
+
+_SCRIPTED = """
+import sys
+from downloader.progress import Retrying, Starting, Waiting, standard_reporter
+from downloader.results import Report, Counts
+r = standard_reporter(stdout=sys.stdout, stderr=sys.stderr, progress=True)
+r.list_counted(3)
+r.run_started(3)
+for slot, name in enumerate(["linux-6.9.tar.xz", "part-157.bin", "part-158.bin"]):
+    r.transfer_started(slot)
+    r.event(slot, Starting(url="http://h/" + name, name=name))
+r.event(1, Retrying(url="http://h/x", retry=2, of=5, delay=30.0, reason="connection refused"))
+r.event(2, Waiting(url="http://h/y", reason="another pdl process is writing it"))
+sys.stdin.readline()
+r.run_finished(Report(results=(), counts=Counts(), elapsed=1.0))
+"""
+
+
+def test_a_waiting_row_says_why_on_the_screen(tmp_path: Path, terminals: list[Terminal]) -> None:
+    """The display side of typed events, on a real terminal (the engine emits them)."""
+    term = Terminal([sys.executable, "-c", _SCRIPTED], cwd=ROOT)
+    terminals.append(term)
+    term.wait_for(lambda t: any("connection refused" in row for row in t.lines()))
+    rows = term.lines()
+    assert rows[0].startswith("total   0%|") and "0/3 files" in rows[0]
+    assert rows[1].split() == ["linux-6.9.tar.xz", "starting"]
+    assert re.match(r"^  part-157\.bin +retry 2/5 in (30|29) s: connection refused$", rows[2])
+    assert re.match(r"^  part-158\.bin +waiting: another pdl process is writing it$", rows[3])
+    term.send(b"\n")
+    assert term.finish() == 0
+
+
+def test_each_failure_is_on_the_screen_once(
+    server: FaultServer, tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    """Printed as it happens, above the bars; the summary only counts them (issue: twice)."""
+    names = _serve(server, tmp_path, 12)
+    for name in names[:5]:
+        server.add_faults(f"/{name}", Fault.status(404))
+    with (tmp_path / "urls.txt").open("a") as listing:
+        listing.write("http//no-scheme.example/x\n")
+    term = _start(terminals, tmp_path, "-j", "4", columns=160)
+    assert term.finish() == 1
+    text = term.text()
+    for name in names[:5]:
+        assert text.count(server.url(f"/{name}")) == 1, text
+    assert "pdl: urls.txt:13: " in text  # a bad line, with the pdl: prefix
+    assert "  failed   6, each shown above as it happened" in text.splitlines()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,15 @@ from click.testing import CliRunner
 
 from downloader import cli
 from downloader.errors import BadLine
+from downloader.results import Counts, Result, Status
 from downloader.tune import (
     Level,
+    Meter,
     Sample,
     Skipped,
     allowed_levels,
     chart_lines,
+    plan_line,
     recommend,
     sweep,
     table_lines,
@@ -165,10 +169,9 @@ def test_sweep_downloads_the_sample_per_level_and_removes_everything(
         )
     )
     assert seen == [1, 3]
-    assert [(lv.jobs, lv.files, lv.bytes, lv.errors) for lv in levels] == [
-        (1, 5, 5010, 1),
-        (3, 5, 5010, 1),
-    ]
+    assert (levels[0].jobs, levels[0].files, levels[0].bytes, levels[0].errors) == (1, 5, 5010, 1)
+    # -j 3 is measured while its pool is full: until fewer than 3 of the 6 are left
+    assert levels[1].jobs == 3 and levels[1].files + levels[1].errors == 4
     assert len(server.requests_for("/f0")) == 2  # once per level
     assert list(temp.iterdir()) == []
 
@@ -265,3 +268,94 @@ def test_tune_exits_1_when_nothing_downloads(
 def test_tune_rejects_bad_levels(bad: str) -> None:
     result = CliRunner().invoke(cli.main, ["tune", "-j", bad, "http://127.0.0.1:9/x"])
     assert result.exit_code == 2 and "Invalid value" in result.stderr
+
+
+def test_meter_measures_while_the_pool_is_full_and_stops_the_tail() -> None:
+    now = [0.0]
+    stops: list[bool] = []
+    meter = Meter(entries=10, jobs=4, stop=lambda: stops.append(True), clock=lambda: now[0])
+    progress = [meter.transfer_started(slot) for slot in range(4)]
+    ok = Result(url="https://h/a", source="l:1", status=Status.OK)
+    bad = Result(url="https://h/b", source="l:2", status=Status.FAILED, error="HTTP 503")
+    for n in range(6):  # 6 of 10 done: 4 left, the pool is still full
+        now[0] += 1.0
+        progress[n % 4].update(1000)
+        meter.result(bad if n == 2 else ok, Counts())
+    assert meter.measured is None and stops == []
+    now[0] += 1.0
+    progress[0].update(500)  # bytes of a transfer still running count too
+    meter.result(ok, Counts())  # 3 left < 4 jobs: the tail begins
+    assert stops == [True]
+    assert meter.level() == Level(jobs=4, files=6, bytes=6500, errors=1, elapsed=7.0)
+    meter.result(bad, Counts())  # the tail (or an entry cut by the stop): not counted
+    assert meter.level().errors == 1
+
+
+def test_meter_leaves_the_ramp_up_out() -> None:
+    now = [0.0]
+    meter = Meter(entries=10, jobs=2, stop=lambda: None, clock=lambda: now[0])
+    a, b = meter.transfer_started(0), meter.transfer_started(1)
+    now[0] = 3.0  # slow connections: nothing moves for 3 s
+    a.begin("a", 1000, 0)
+    a.update(100)
+    now[0] = 4.0
+    b.begin("b", 1000, 0)  # the pool is full from here
+    for _ in range(4):
+        now[0] += 1.0
+        a.update(1000)
+        b.update(1000)
+    assert meter.level() == Level(jobs=2, files=0, bytes=8000, errors=0, elapsed=4.0)
+
+
+def test_a_level_is_not_held_up_by_its_largest_file_finishing_alone(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    server.add("/big", bytes(3_000_000), rate=300_000)  # 10 s alone
+    for i in range(7):
+        server.add(f"/s{i}", bytes(50_000))
+    sample = Sample(
+        entries=(entry(server.url("/big")), *(entry(server.url(f"/s{i}")) for i in range(7))),
+        bad_lines=0,
+        listed=8,
+    )
+    started = time.monotonic()
+    [level4] = sweep(
+        sample,
+        [4],
+        fetch_options={},
+        reporter_for=lambda _: RecordingReporter(),
+        tmp_dir=str(tmp_path),
+    )
+    assert time.monotonic() - started < 6.0  # not the 10 s of the big file
+    assert level4.files == 5 and level4.errors == 0 and level4.bytes >= 5 * 50_000
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_level_stops_at_its_window_and_a_cut_entry_is_no_error(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    server.add("/slow", bytes(2_000_000), rate=200_000)
+    sample = Sample(entries=(entry(server.url("/slow")),), bad_lines=0, listed=1)
+    shown = RecordingReporter()
+    started = time.monotonic()
+    [level1] = sweep(
+        sample,
+        [1],
+        fetch_options={},
+        reporter_for=lambda _: shown,
+        tmp_dir=str(tmp_path),
+        window=1.0,
+    )
+    assert [r.status for r in shown.results] == [Status.INTERRUPTED]  # cut, not failed
+    assert shown.finished is not None and shown.finished.counts.failed == 0
+    assert time.monotonic() - started < 5.0
+    assert level1.errors == 0 and level1.files == 0 and 0 < level1.bytes < 2_000_000
+    assert level1.elapsed == pytest.approx(1.0, abs=0.5)
+
+
+def test_plan_line_says_how_long_at_most_before_it_starts() -> None:
+    assert plan_line(64, 300, [1, 2, 4, 8, 16, 32]) == (
+        "pdl tune: 64 of 300 entries, once per level (-j 1,2,4,8,16,32): 384 downloads,"
+        " at most 10 s a level (72 s in all)"
+    )
+    assert plan_line(64, 64, list(range(1, 21))).endswith("(4 min in all)")
