@@ -10,6 +10,7 @@ engine for its chunks.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 
@@ -73,12 +74,42 @@ def _reraise(done: Iterable[Future[Result]]) -> None:
             future.result()
 
 
+class Turns:
+    """Downloads named by the server claim their names in list order (locked).
+
+    Each gets a turn when planned; a turn is done when its name is claimed or its
+    download ends without one, and a name may be claimed only on its turn.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0
+        self._head = 0
+        self._done: set[int] = set()
+
+    def take(self) -> int:
+        with self._lock:
+            self._next += 1
+            return self._next - 1
+
+    def is_mine(self, turn: int) -> bool:
+        return turn == self._head
+
+    def done(self, turn: int) -> None:
+        with self._lock:
+            self._done.add(turn)
+            while self._head in self._done:
+                self._done.remove(self._head)
+                self._head += 1
+
+
 class Planner:
     """Decides names, in list order, in the thread that reads the list."""
 
     def __init__(self, options: Options, tally: Tally) -> None:
         self.options = options
         self.tally = tally
+        self.turns = Turns()
 
     def _taken_on_disk(self, rel: RelPath) -> bool:
         return os.path.lexists(self.options.dest.joinpath(*rel))
@@ -90,7 +121,7 @@ class Planner:
     def plan(self, entry: Entry) -> Job:
         rel = base_path(entry)
         if self.options.content_disposition and not entry.options.out:
-            return Job(entry=entry, rel=None, fallback=rel)
+            return Job(entry=entry, rel=None, fallback=rel, turn=self.turns.take())
         return Job(entry=entry, rel=self.claim(rel), fallback=rel)
 
     def mine(self, items: Iterable[Item]) -> Iterator[Item]:
@@ -113,6 +144,8 @@ class Planner:
         """``--dry-run``: say where ``entry`` would go (the URL's name stands in)."""
         job = self.plan(entry)
         rel = job.rel or self.claim(job.fallback)
+        if job.turn is not None:
+            self.turns.done(job.turn)
         reporter.planned(entry.url, entry.source, display(rel, str(self.options.dest)))
 
 
@@ -137,6 +170,7 @@ class Engine:
             claim=self.planner.claim,
             notify=reporter.message,
             event=lambda event: None,  # each lane binds its transfers' events to their slots
+            turns=self.planner.turns,
             gate=HostGate(options.per_host),
             limiter=TokenBucket(options.limit_rate) if options.limit_rate else None,
         )

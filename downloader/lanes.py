@@ -279,6 +279,7 @@ class _Lane:
             claim=lanes.context.claim,
             notify=lanes.context.notify,
             event=functools.partial(lanes.reporter.event, slot),
+            turns=lanes.context.turns,
             gate=lanes.context.gate,
             limiter=lanes.context.limiter,
         )

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .cancel import CancelToken
 from .effects import Body, Discard, Effect, Fetch, Wait
@@ -47,6 +47,9 @@ RECORD_FIRST = 256 * 1024
 """A new partial of a body larger than this gets its resume record before its first byte;
 a smaller one usually arrives at once, and gets a record only if it stops part-way."""
 
+TURN_POLL = 0.02
+"""Seconds between looks at whose turn it is to claim a server-given name."""
+
 BUSY_POLL = 0.5
 """Seconds between looks at a ``.part`` that another process is writing."""
 
@@ -60,6 +63,16 @@ class Job:
     entry: Entry
     rel: RelPath | None
     fallback: RelPath
+    turn: int | None = None
+    """With ``rel`` None: this download's place among those named by the server, which
+    claim their names in list order (:class:`Turns`)."""
+
+
+class Turns(Protocol):
+    """Whose turn it is to claim a name from the server (shared, locked by its owner)."""
+
+    def is_mine(self, turn: int) -> bool: ...
+    def done(self, turn: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +87,7 @@ class Context:
     notify: Callable[[str], None]
     event: Callable[[Event], None]
     """What this transfer goes through, for its row and ``-v`` (bound to its slot)."""
+    turns: Turns | None = None
     gate: HostGate
     limiter: TokenBucket | None
 
@@ -93,6 +107,7 @@ class _Download:
         self.resumed_from = 0
         self.received = 0
         self.length: int | None = None  # the length announced, once known: binds every attempt
+        self.turn_given = False
 
     # -- the attempt loop -------------------------------------------------
 
@@ -109,6 +124,10 @@ class _Download:
                 return self._result(Status.FAILED, state.increment(error), started, error)
             try:
                 status = yield from self._polite_attempt()
+            except _NotMyTurn as wait:
+                yield from self._await_turn()
+                self.rel = self._claim(wait.wanted)
+                continue
             except TransferError as exc:
                 if self.ctx.cancel.is_set() or isinstance(exc, Cancelled):
                     return self._result(Status.INTERRUPTED, state.increment(exc), started, None)
@@ -185,7 +204,12 @@ class _Download:
     def _attempt(self) -> Generator[Effect, Any, Status]:
         if self.rel is None:
             resp = yield from self._get(())
-            self.rel = self._name_from(resp)
+            wanted = self._name_from(resp)
+            turn, turns = self.job.turn, self.ctx.turns
+            if turn is not None and turns is not None and not turns.is_mine(turn):
+                yield Discard()  # an earlier entry names its file first; then ask again
+                raise _NotMyTurn(wanted)  # out of the host's slot while it waits
+            self.rel = self._claim(wanted)
             with self._folder() as folder:
                 if self._skip_existing(folder):
                     yield Discard()
@@ -217,8 +241,24 @@ class _Download:
     def _name_from(self, resp: Response) -> RelPath:
         header = resp.headers.get("Content-Disposition")
         name = name_from_content_disposition(header) if header else None
-        rel = with_name(self.job.fallback, name) if name else self.job.fallback
-        return self.ctx.claim(rel)
+        return with_name(self.job.fallback, name) if name else self.job.fallback
+
+    def _await_turn(self) -> Steps:
+        turn, turns = self.job.turn, self.ctx.turns
+        assert turn is not None and turns is not None
+        while not turns.is_mine(turn) and not self.ctx.cancel.is_set():
+            yield Wait(TURN_POLL)
+
+    def _claim(self, rel: RelPath) -> RelPath:
+        claimed = self.ctx.claim(rel)
+        self.turn_over()
+        return claimed
+
+    def turn_over(self) -> None:
+        """This download's name is decided (or never will be): the next one may claim."""
+        if self.job.turn is not None and self.ctx.turns is not None and not self.turn_given:
+            self.turn_given = True
+            self.ctx.turns.done(self.job.turn)
 
     def _skip_existing(self, folder: Folder) -> bool:
         """True when ``--on-exist skip`` finds a usable file at the final name (checked once)."""
@@ -451,6 +491,11 @@ class _Download:
         return hasher
 
 
+class _NotMyTurn(Exception):
+    def __init__(self, wanted: RelPath) -> None:
+        self.wanted = wanted
+
+
 class _Finished(Exception):
     """Another process finished the file this entry waited for: it is skipped."""
 
@@ -466,3 +511,5 @@ def download(job: Job, ctx: Context) -> Generator[Effect, Any, Result]:
         return d._result(
             Status.SKIPPED, RetryState(policy=RetryPolicy()), time.monotonic(), None, attempts=0
         )
+    finally:
+        d.turn_over()

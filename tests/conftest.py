@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from downloader.progress import NULL_PROGRESS, NullReporter, TransferProgress
+from downloader.progress import NULL_PROGRESS, Event, NullReporter, TransferProgress, describe
 from downloader.results import Counts, Report, Result
 from tests.server import FaultServer
 
@@ -74,6 +74,13 @@ class RecordingReporter(NullReporter):
 
     def planned(self, url: str, source: str, path: str) -> None:
         self.planned_paths.append((url, path))
+
+    def event(self, slot: int, event: Event) -> None:
+        """Typed events are kept as their ``-v`` lines, beside the free-text messages."""
+        text = describe(event)
+        if text is not None:
+            with self.lock:
+                self.messages.append(text)
 
     def message(self, text: str) -> None:
         with self.lock:

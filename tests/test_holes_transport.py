@@ -1,9 +1,6 @@
-"""Issue 12's transport holes, black-box, for the libcurl engine to close.
-
-Each is marked ``xfail(strict=False)``: they guard the engine rewrite and are
-un-marked once it lands. Only the command line and the API are used, so the tests
-hold for any engine.
-"""
+"""Issue 12's transport holes, black-box: only the command line and the API are used,
+so the tests hold for any engine (they were written against the urllib3 one and
+closed by the libcurl one)."""
 
 from __future__ import annotations
 
@@ -20,7 +17,6 @@ from downloader import cli as cli_module
 from tests.server import Fault, FaultServer
 from tests.test_holes import raw_server  # noqa: F401  (the fixture)
 
-ENGINE = pytest.mark.xfail(reason="libcurl engine", strict=False)
 RawServer = tuple[str, dict[str, bytes]]
 
 
@@ -28,7 +24,6 @@ def pdl(*args: str) -> Result:
     return CliRunner().invoke(cli_module.main, list(args), catch_exceptions=False)
 
 
-@ENGINE
 def test_21_a_checksum_mismatch_says_checksum_mismatch(server: FaultServer, dest: Path) -> None:
     server.add("/a.bin", b"not what was promised")
     line = f"{server.url('/a.bin')} checksum=sha-256={hashlib.sha256(b'x').hexdigest()}"
@@ -37,7 +32,6 @@ def test_21_a_checksum_mismatch_says_checksum_mismatch(server: FaultServer, dest
     assert "checksum mismatch" in (report.results[0].error or "")
 
 
-@ENGINE
 @pytest.mark.parametrize("header", ["Cookie: secret=1", "Proxy-Authorization: Basic c2VjcmV0"])
 def test_9_no_user_header_goes_to_another_origin(
     server: FaultServer, dest: Path, header: str
@@ -52,7 +46,6 @@ def test_9_no_user_header_goes_to_another_origin(
         assert name not in other.requests_for("/x.bin")[0].headers
 
 
-@ENGINE
 def test_15_retry_after_on_a_404_holds_no_host(server: FaultServer, dest: Path) -> None:
     for n in range(4):
         server.add(f"/{n}", b"x", faults=[Fault.status(404, retry_after="4")])
@@ -62,7 +55,6 @@ def test_15_retry_after_on_a_404_holds_no_host(server: FaultServer, dest: Path) 
     assert time.monotonic() - started < 3
 
 
-@ENGINE
 def test_17_early_hints_are_skipped(raw_server: RawServer, dest: Path) -> None:  # noqa: F811
     base, answers = raw_server
     answers["/a.bin"] = (
@@ -74,7 +66,6 @@ def test_17_early_hints_are_skipped(raw_server: RawServer, dest: Path) -> None: 
     assert (dest / "a.bin").read_bytes() == b"a"
 
 
-@ENGINE
 def test_11_a_unicode_digit_content_length_is_no_internal_error(
     raw_server: RawServer,  # noqa: F811
     dest: Path,
@@ -87,7 +78,6 @@ def test_11_a_unicode_digit_content_length_is_no_internal_error(
     assert "internal error" not in (report.results[0].error or "")
 
 
-@ENGINE
 def test_6_a_body_past_its_length_is_not_written_past_it(
     raw_server: RawServer,  # noqa: F811
     dest: Path,
@@ -104,7 +94,6 @@ def test_6_a_body_past_its_length_is_not_written_past_it(
         assert path.stat().st_size <= 100
 
 
-@ENGINE
 def test_18_content_disposition_names_are_claimed_in_list_order(
     server: FaultServer, dest: Path
 ) -> None:
