@@ -457,8 +457,14 @@ def _print_summary(report: Report, stream: Any, failed_file: str | None = None) 
 
 
 def _exit(code: int) -> None:
-    """Exit with ``code``; a worker still stuck after an interrupt does not hold the exit up."""
-    stuck = any(t.name.startswith("pdl") and t.is_alive() for t in threading.enumerate())
+    """Exit with ``code``; after an interrupt, a thread still stuck does not hold the exit up.
+
+    Lanes are joined before a run returns, so only an interrupted run (130/143) can leave
+    one behind (a cluster call, a name being resolved).
+    """
+    stuck = code in (EXIT_SIGINT, EXIT_SIGTERM) and any(
+        t.name.startswith("pdl") and t.is_alive() for t in threading.enumerate()
+    )
     if stuck:
         sys.stdout.flush()
         sys.stderr.flush()

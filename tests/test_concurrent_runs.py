@@ -1,9 +1,10 @@
 """Two pdl processes on one folder with overlapping lists.
 
 Each ``.part`` is written under an exclusive ``flock``: a process that finds a
-partial locked by the other fails that entry with "being downloaded by another
-process" (it does not wait: the other process is already fetching those bytes,
-and a stalled one could hold it for ever). No file is corrupted or mixed.
+partial locked by the other waits for it (docs/files.md). When the other process
+publishes the file the entry is ``skipped``; when it stops without finishing, this
+process takes the partial over and resumes it. No file is downloaded twice, none
+is corrupted or mixed, and neither process fails for it.
 """
 
 from __future__ import annotations
@@ -47,31 +48,61 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, list[dict[str, object]], s
     return proc.returncode, [json.loads(line) for line in out.splitlines()], err
 
 
-def test_the_second_process_leaves_a_partial_being_written_alone(
-    server: FaultServer, dest: Path
-) -> None:
+def test_the_second_process_waits_for_the_first_then_skips(server: FaultServer, dest: Path) -> None:
     big = body(0, 1 << 20)
     server.add("/shared.bin", big, faults=[Fault.stall(300_000)])
     server.add("/own.bin", b"mine")
     first = spawn([server.url("/shared.bin")], dest, "--timeout", "30")
+    second = None
     try:
         part = dest / "shared.bin.part"
         wait_until(lambda: part.exists() and part.stat().st_size == 300_000, 20)
-        code, lines, err = finish(spawn([server.url("/shared.bin"), server.url("/own.bin")], dest))
-        assert code == 1, err
-        by_url = {line["url"]: line for line in lines}
-        assert by_url[server.url("/own.bin")]["status"] == "ok"
-        shared = by_url[server.url("/shared.bin")]
-        assert shared["status"] == "failed" and LOCKED in str(shared["error"])
+        second = spawn([server.url("/shared.bin"), server.url("/own.bin")], dest, "-U", "second")
+        wait_until(lambda: (dest / "own.bin").exists(), 20)
+        assert second.poll() is None  # still waiting for the first process
         assert len(server.requests_for("/shared.bin")) == 1  # the second never asked
         assert part.stat().st_size == 300_000  # and never touched it
         server.release_stalls()  # the first process resumes and finishes
         code, lines, err = finish(first)
+        assert code == 0 and lines[0]["status"] == "ok", err
+        code, lines, err = finish(second)
     finally:
         first.kill()
-    assert code == 0 and lines[0]["status"] == "ok", err
+        if second is not None:
+            second.kill()
+    assert code == 0, err
+    by_url = {line["url"]: line for line in lines}
+    assert by_url[server.url("/own.bin")]["status"] == "ok"
+    assert by_url[server.url("/shared.bin")]["status"] == "skipped"
+    asked = [r.header("user-agent") for r in server.requests_for("/shared.bin")]
+    assert "second" not in asked  # downloaded by the first only
     assert (dest / "shared.bin").read_bytes() == big
     assert sorted(os.listdir(dest)) == ["own.bin", "shared.bin"]
+
+
+def test_the_second_process_takes_over_a_partial_the_first_left(
+    server: FaultServer, dest: Path
+) -> None:
+    big = body(1, 1 << 20)
+    server.add("/shared.bin", big, faults=[Fault.stall(300_000)])
+    first = spawn([server.url("/shared.bin")], dest, "--timeout", "30")
+    second = None
+    try:
+        part = dest / "shared.bin.part"
+        wait_until(lambda: part.exists() and part.stat().st_size == 300_000, 20)
+        second = spawn([server.url("/shared.bin")], dest)
+        wait_until(lambda: second is not None and second.poll() is None, 5)
+        first.kill()  # stops without finishing: its lock goes with it
+        finish(first)
+        server.release_stalls()
+        code, lines, err = finish(second)
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert code == 0 and lines[0]["status"] == "ok", err
+    assert lines[0]["resumed_from"] > 0  # the partial was taken over, not fetched again
+    assert (dest / "shared.bin").read_bytes() == big
 
 
 @pytest.mark.slow

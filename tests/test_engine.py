@@ -142,7 +142,7 @@ def test_cancel_stops_stalled_transfers_and_keeps_parts(server: FaultServer, des
     assert not thread.is_alive()
     report = outcome["report"]
     assert report.interrupted and report.exit_code == 130  # type: ignore[attr-defined]
-    assert all(r.status is Status.FAILED for r in report.results)  # type: ignore[attr-defined]
+    assert all(r.status is Status.INTERRUPTED for r in report.results)  # type: ignore[attr-defined]
     assert server.requests_for("/never") == []
     for i in range(3):
         assert not (dest / f"f{i}.bin").exists()
