@@ -12,7 +12,7 @@ import pytest
 from downloader import Report, Status, fetch
 from downloader.errors import LocalFileError
 from downloader.storage import ResumeRecord, open_folder, record_name
-from tests.server import FaultServer, auto_etag
+from tests.server import FaultServer, auto_etag, wait_until
 
 
 def run(urls: list[str], dest: Path, **kwargs: object) -> Report:
@@ -177,23 +177,28 @@ def test_fifo_at_the_part_is_replaced_without_blocking(server: FaultServer, dest
     assert sorted(os.listdir(dest)) == ["a.bin"]
 
 
-def test_a_part_locked_by_another_process_is_left_alone(server: FaultServer, dest: Path) -> None:
+def test_a_part_locked_by_another_process_is_waited_for(server: FaultServer, dest: Path) -> None:
     import fcntl
+    import threading
 
     server.add("/a.bin", b"new bytes")
     server.add("/b.bin", b"b")
     part = dest / "a.bin.part"
     part.write_bytes(b"theirs")
+    outcome: dict[str, Report] = {}
     with part.open("rb") as held:  # a lock is per open file: this stands in for another pdl
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        report = run([server.url("/a.bin"), server.url("/b.bin")], dest)
-    failed = report.failed
-    assert len(failed) == 1 and "being downloaded by another process" in (failed[0].error or "")
-    assert part.read_bytes() == b"theirs" and not (dest / "a.bin").exists()
-    assert server.requests_for("/a.bin") == []  # the loser does not even ask
-    assert (dest / "b.bin").read_bytes() == b"b"
-    # once the other process is gone, the next run takes over (no record: starts over)
-    assert run([server.url("/a.bin")], dest).counts.ok == 1
+        thread = threading.Thread(
+            target=lambda: outcome.update(r=run([server.url("/a.bin"), server.url("/b.bin")], dest))
+        )
+        thread.start()
+        wait_until(lambda: (dest / "b.bin").exists(), timeout=10)
+        assert thread.is_alive()  # waiting for the other process
+        assert part.read_bytes() == b"theirs" and not (dest / "a.bin").exists()
+        assert server.requests_for("/a.bin") == []  # the waiting one does not even ask
+    # the other process is gone without finishing: this one takes over (no record: starts over)
+    thread.join(10)
+    assert not thread.is_alive() and outcome["r"].counts.ok == 2
     assert (dest / "a.bin").read_bytes() == b"new bytes"
     assert sorted(os.listdir(dest)) == ["a.bin", "b.bin"]
 
