@@ -194,7 +194,7 @@ def fetch(
             make_dest(options.dest)
         reporter.run_started(options.jobs)
         for problem in bad_sums:
-            reporter.message(problem)
+            reporter.warning(problem)
         cancel = cancel or CancelToken()
         items = unique(_items(urls))
         if cluster is not None and not dry_run:
@@ -208,7 +208,7 @@ def fetch(
         else:
             interrupted = Engine(options, reporter, cancel, tally, manifest).run(items)
         if manifest is not None and len(manifest) and not manifest.matched:
-            reporter.message(f"warning: {manifest.source} names no entry of the list")
+            reporter.warning(f"warning: {manifest.source} names no entry of the list")
         report = tally.report(time.monotonic() - started, interrupted, options)
         reporter.run_finished(report)
     except BaseException:

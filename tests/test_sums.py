@@ -380,3 +380,17 @@ def test_a_wrong_repr_digest_on_a_resume_discards_the_partial(
     assert result.status is Status.FAILED and "checksum mismatch" in (result.error or "")
     assert "Repr-Digest" in (result.error or "")
     assert not (dest / "a.bin").exists() and not (dest / "a.bin.part").exists()
+
+
+def test_the_cli_names_a_bad_manifest_line_without_verbose(
+    server: FaultServer, dest: Path, tmp_path: Path
+) -> None:
+    server.add("/a.txt", A)
+    sums = tmp_path / "SUMS"
+    sums.write_text(f"junk\n{hexd(A)}  a.txt\n")
+    result = CliRunner().invoke(
+        cli.main, ["fetch", "-q", "-d", str(dest), "--checksums", str(sums), server.url("/a.txt")]
+    )
+    assert result.exit_code == 0
+    assert f"pdl: {sums}:1: not a checksum line" in result.output
+    assert (dest / "a.txt").read_bytes() == A
