@@ -47,6 +47,10 @@ class Result:
     """The HTTP version that served the file ("1.1", "2", "3"), when a server answered."""
     options: EntryOptions = field(default_factory=EntryOptions, repr=False, compare=False)
     bad_line: bool = field(default=False, repr=False, compare=False)
+    ordinal: int | None = field(default=None, repr=False, compare=False)
+    """The download's place among those the engine submitted, 0-based (``--write-sums``)."""
+    sha256: str | None = field(default=None, repr=False, compare=False)
+    """The file's sha-256, when ``--write-sums`` asked for it and it ended ok or skipped."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` object; credentials in the URL are redacted."""

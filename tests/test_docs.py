@@ -4,7 +4,8 @@ An example is a fenced ``console`` block (its ``$ `` lines are commands, run in
 order in one fresh folder by bash) or a ``python`` block. ``https://example.org``
 (and ``https://mirror.example.net``) stand for the test server, which serves
 ``/a.iso``, ``/b.iso``, ``/c.iso`` and ``/big.iso``; the folder holds ``urls.txt``
-(the three small ones), ``big-isos.txt`` and ``bad-lines.txt``. A comment right
+(the three small ones), ``big-isos.txt``, ``bad-lines.txt`` and ``SHA256SUMS`` (a
+manifest of the three small ones). A comment right
 above a block changes what is expected of it:
 
 - ``<!-- not-tested: REASON -->``: skipped, with REASON (an option not implemented
@@ -14,6 +15,7 @@ above a block changes what is expected of it:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -93,6 +95,8 @@ def _setup(folder: Path, server: FaultServer) -> None:
     (folder / "urls.txt").write_text(small)
     (folder / "big-isos.txt").write_text(server.url("/big.iso") + "\n")
     (folder / "bad-lines.txt").write_text(f"{server.url('/a.iso')}\nftp://example.org/x.iso\n")
+    sums = (f"{hashlib.sha256(BODIES[n]).hexdigest()}  {n}\n" for n in ("a.iso", "b.iso", "c.iso"))
+    (folder / "SHA256SUMS").write_text("".join(sums))
 
 
 def _environ(folder: Path) -> dict[str, str]:
