@@ -59,6 +59,9 @@ Examples:
   pdl fetch urls.txt --processes 2 -d downloads       # every core (pdl[dask])
   pdl fetch urls.txt --scheduler tcp://10.0.0.5:8786 -d /shared/data
   pdl fetch urls.txt --shard "$SLURM_ARRAY_TASK_ID/8" -d /shared/data
+  pdl fetch urls.txt --cookies cookies.txt --netrc
+  pdl fetch https://example.org/a.iso --resolve example.org:443:127.0.0.1 -4
+  https_proxy=socks5h://127.0.0.1:1080 pdl fetch urls.txt
 """
 TUNE_EPILOG = """\b
 Examples:
