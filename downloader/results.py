@@ -280,10 +280,11 @@ _QUOTE_IF = re.compile(r"[\s'\"\\\x00-\x1f\x7f-\x9f]")
 def shown_url(url: str) -> str:
     """A URL as pdl prints it: credentials redacted; quoted whole when it holds a space,
     a quote or a control character (so neither a reader nor a shell cuts it short)."""
-    text = redact(url)
-    if not _QUOTE_IF.search(text):
+    text = redact(url)  # control characters come back escaped (safetext)
+    if not (_QUOTE_IF.search(url) or _QUOTE_IF.search(text)):
         return text
-    return repr(text) if text.isprintable() else ascii(text)
+    quote = '"' if "'" in text else "'"
+    return f"{quote}{text}{quote}"
 
 
 def failure_text(result: Result) -> str:

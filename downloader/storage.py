@@ -393,12 +393,15 @@ class Folder:
 
 
 def make_dest(dest: Path) -> None:
-    """Create the destination folder (and parents) if missing."""
+    """Create the destination folder (and parents) if missing; one that cannot be written is
+    one usage error, not a failure per entry."""
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = local_error(exc, str(dest))
         raise UsageError(f"cannot create the destination folder: {reason}") from None
+    if not os.access(dest, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write the destination folder: {dest}: permission denied")
 
 
 @contextlib.contextmanager
