@@ -7,6 +7,7 @@ of a redirect) and downloads by their bytes on disk.
 from __future__ import annotations
 
 import base64
+import pickle
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -473,3 +474,13 @@ def test_env_vars_set_the_new_options(
     assert result.exit_code == 0, result.output
     assert [r.header("cookie") for r in server.requests] == ["e=v"]
     assert (dest / "a").read_bytes() == b"env"
+
+
+def test_loaded_values_travel_to_cluster_workers_intact(tmp_path: Path) -> None:
+    """A Dask worker gets the jar and the credentials, not paths it may not be able to read."""
+    jar = parse_cookies([cookie_line("h.test", "c", "1")], "c.txt")
+    creds = load_netrc(write_netrc(tmp_path / "netrc", "machine h.test login u password p\n"))
+    options = Options(cookies=jar, netrc=creds, resolve=(parse_resolve("h.test:80:[::1]"),))
+    copy = pickle.loads(pickle.dumps(options))
+    assert copy == options and copy.netrc is not None
+    assert copy.netrc.for_url("http://h.test/") == "u:p"
