@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .cancel import CancelToken
 from .cluster import ClusterLost, ClusterRun, ClusterSpec
+from .cookies import CookieJar, load_cookies
+from .credentials import NetrcCredentials, load_netrc
 from .engine import Engine
 from .errors import BadLine, UsageError
 from .failed import FailedWriter
@@ -18,10 +20,12 @@ from .options import (
     HttpVersion,
     OnExist,
     Options,
+    Resolve,
     Shard,
     parse_header,
     parse_on_exist,
     parse_rate,
+    parse_resolve,
     parse_shard,
     parse_size,
 )
@@ -57,6 +61,27 @@ def _http_version(value: HttpVersion | str) -> HttpVersion:
         raise UsageError(f"http must be 1.1, 2 or 3, not {value!r}") from None
 
 
+def _cookies(cookies: str | Path | CookieJar | None) -> CookieJar | None:
+    if cookies is None or isinstance(cookies, CookieJar):
+        return cookies
+    return load_cookies(cookies)
+
+
+def _netrc(netrc: bool | str | Path | NetrcCredentials) -> NetrcCredentials | None:
+    """True: ``$NETRC`` or ``~/.netrc``; a path: that file; False: none."""
+    if netrc is False:
+        return None
+    if isinstance(netrc, NetrcCredentials):
+        return netrc
+    return load_netrc(None if netrc is True else Path(netrc))
+
+
+def _resolve(resolve: Iterable[str | Resolve] | str) -> tuple[Resolve, ...]:
+    if isinstance(resolve, str):
+        resolve = [resolve]
+    return tuple(r if isinstance(r, Resolve) else parse_resolve(r) for r in resolve)
+
+
 def fetch(
     urls: Iterable[str | Entry | BadLine],
     *,
@@ -76,6 +101,11 @@ def fetch(
     user_agent: str = DEFAULT_USER_AGENT,
     insecure: bool = False,
     ca_bundle: str | Path | None = None,
+    cookies: str | Path | CookieJar | None = None,
+    netrc: bool | str | Path | NetrcCredentials = False,
+    resolve: Iterable[str | Resolve] | str = (),
+    ipv4: bool = False,
+    ipv6: bool = False,
     dry_run: bool = False,
     limit_rate: int | str | None = None,
     per_host: int | None = None,
@@ -128,6 +158,14 @@ def fetch(
     every worker can write. If the scheduler is lost mid-run, :class:`ClusterLost`
     is raised with the report so far. ``shard="K/N"`` runs only the K-th of N
     round-robin parts of the list, with the names the whole list would give.
+
+    ``cookies`` is a Netscape ``cookies.txt`` (or a loaded :class:`CookieJar`), each
+    cookie sent only to its own domain, path and scheme; ``netrc=True`` takes Basic
+    credentials from ``$NETRC`` or ``~/.netrc`` (a path: that file) by exact host.
+    Neither is sent after a redirect to another origin; their warnings (a skipped
+    cookies line, a netrc file others can read) go to the reporter's ``message``.
+    ``resolve=["HOST:PORT:ADDR"]`` connects to ADDR for HOST:PORT; ``ipv4`` /
+    ``ipv6`` use only that address family.
     """
     if isinstance(urls, str):
         urls = [urls]  # one URL, not its characters
@@ -158,6 +196,11 @@ def fetch(
         shard=parse_shard(shard) if isinstance(shard, str) else shard,
         checksums=Path(checksums) if checksums is not None else None,
         write_sums=Path(write_sums) if write_sums is not None else None,
+        cookies=_cookies(cookies),
+        netrc=_netrc(netrc),
+        resolve=_resolve(resolve),
+        ipv4=ipv4,
+        ipv6=ipv6,
     )
     cluster = None
     if scheduler is not None or processes is not None:
@@ -180,6 +223,12 @@ def fetch(
         errors=(verbose or progress) and not quiet,
     )
     reporter = shown if reporter is None else combine(reporter, shown)
+    read_here = (
+        *(options.cookies.warnings if options.cookies and cookies is not options.cookies else ()),
+        *(options.netrc.warnings if options.netrc and netrc is not options.netrc else ()),
+    )
+    for warning in read_here:  # a value handed in already read was warned of by its reader
+        reporter.message(warning)
     writer = FailedWriter(failed) if failed is not None else None
     if writer is not None:
         reporter = combine(reporter, writer)

@@ -21,6 +21,7 @@ from .api import fetch as api_fetch
 from .cli_options import FETCH_OPTIONS, SOURCES, TUNE_OPTIONS, apply
 from .cluster import ClusterLost, mute_dask_logs
 from .counting import count_in_background
+from .credentials import load_netrc
 from .errors import UsageError
 from .progress import Reporter, standard_reporter
 from .results import Report, summary_lines
@@ -58,6 +59,9 @@ Examples:
   pdl fetch urls.txt --processes 2 -d downloads       # every core (pdl[dask])
   pdl fetch urls.txt --scheduler tcp://10.0.0.5:8786 -d /shared/data
   pdl fetch urls.txt --shard "$SLURM_ARRAY_TASK_ID/8" -d /shared/data
+  pdl fetch urls.txt --cookies cookies.txt --netrc
+  pdl fetch https://example.org/a.iso --resolve example.org:443:127.0.0.1 -4
+  https_proxy=socks5h://127.0.0.1:1080 pdl fetch urls.txt
 """
 TUNE_EPILOG = """\b
 Examples:
@@ -94,6 +98,21 @@ def _check_sources(sources: tuple[str, ...]) -> None:
             raise click.BadParameter(
                 f"cannot read {source!r}: {reason}", param_hint="SOURCE"
             ) from None
+
+
+def _read_credentials(options: dict[str, Any], say: Callable[[str], None]) -> None:
+    """``--netrc`` read once (exit 2 if it cannot be), and the warnings of what was read:
+    a skipped cookies line, a netrc file others can read."""
+    if options["ipv4"] and options["ipv6"]:
+        raise click.UsageError("-4 and -6 cannot be used together")
+    if options["netrc"]:
+        try:
+            options["netrc"] = load_netrc()
+        except UsageError as exc:
+            raise click.UsageError(str(exc)) from None
+    for loaded in (options["cookies"], options["netrc"] or None):
+        for warning in loaded.warnings if loaded is not None else ():
+            say(f"pdl: warning: {warning}")
 
 
 class _Signals:
@@ -292,6 +311,7 @@ def fetch(
     stdout, stderr = _std_streams(json)
     if options["insecure"]:  # once per run, not once per request
         click.echo(INSECURE_WARNING, file=stderr)
+    _read_credentials(options, _say(stderr))
     bars = (stderr.isatty() if progress is None else progress) and not quiet
     bars = bars and not options["dry_run"]  # a plan is printed at once: nothing to watch
     reporter = standard_reporter(
@@ -373,6 +393,7 @@ def tune(
     say = _say(stderr)
     if options["insecure"]:
         say(INSECURE_WARNING)
+    _read_credentials(options, say)
     picked, run = _tune_plan(sources, levels, sample, per_host, say)
     bars = stderr.isatty() if progress is None else progress
 

@@ -11,6 +11,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from .cluster import MAX_PROCESSES
+from .cookies import CookieJar, load_cookies
 from .errors import UsageError
 from .options import (
     DEFAULT_USER_AGENT,
@@ -18,9 +19,11 @@ from .options import (
     MAX_SPLIT,
     HttpVersion,
     OnExist,
+    Resolve,
     Shard,
     parse_header,
     parse_rate,
+    parse_resolve,
     parse_shard,
     parse_size,
 )
@@ -58,6 +61,37 @@ class HeaderType(click.ParamType):  # type: ignore[type-arg]
             return parse_header(str(value))
         except UsageError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class ResolveType(click.ParamType):  # type: ignore[type-arg]
+    """``--resolve HOST:PORT:ADDR`` -> :class:`Resolve`, or a clean usage error."""
+
+    name = "HOST:PORT:ADDR"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Resolve):
+            return value
+        try:
+            return parse_resolve(str(value))
+        except UsageError as exc:
+            self.fail(str(exc).removeprefix("--resolve "), param, ctx)
+
+
+class CookiesType(click.ParamType):  # type: ignore[type-arg]
+    """``--cookies FILE`` -> the :class:`CookieJar` read from it; unreadable: a usage error.
+
+    A malformed line is not an error here: it is skipped, and the jar's ``warnings``
+    name it (the command prints them)."""
+
+    name = "FILE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, CookieJar):
+            return value
+        try:
+            return load_cookies(str(value))
+        except UsageError as exc:
+            self.fail(str(exc).removeprefix("--cookies: "), param, ctx)
 
 
 class LevelsType(click.ParamType):  # type: ignore[type-arg]
@@ -235,6 +269,38 @@ CA_BUNDLE = option(
     show_default="certifi's CA bundle",
     help="Verify TLS with this CA bundle (PEM file).",
 )
+COOKIES = option(
+    "--cookies",
+    type=CookiesType(),
+    show_default="none",
+    help=(
+        "Send the cookies of this Netscape cookies.txt file, each only to its own domain,"
+        " path and scheme; never after a redirect to another origin."
+    ),
+)
+NETRC = option(
+    "--netrc",
+    is_flag=True,
+    default=False,
+    show_default="off",
+    help=(
+        "Take Basic credentials for a host from ~/.netrc (or $NETRC), matched by host"
+        " exactly; never after a redirect to another origin."
+    ),
+)
+RESOLVE = option(
+    "--resolve",
+    type=ResolveType(),
+    multiple=True,
+    show_default="none",
+    help="Connect to ADDR for HOST:PORT (repeatable; space-separated in PDL_RESOLVE).",
+)
+IPV4 = option(
+    "-4", "--ipv4", is_flag=True, default=False, show_default="off", help="IPv4 addresses only."
+)
+IPV6 = option(
+    "-6", "--ipv6", is_flag=True, default=False, show_default="off", help="IPv6 addresses only."
+)
 JSON = option(
     "--json",
     "json",
@@ -373,6 +439,11 @@ NETWORK_OPTIONS = [
     USER_AGENT,
     INSECURE,
     CA_BUNDLE,
+    COOKIES,
+    NETRC,
+    RESOLVE,
+    IPV4,
+    IPV6,
 ]
 """Options of how to talk to servers: the same for fetch and tune."""
 FETCH_OPTIONS = [
@@ -396,6 +467,11 @@ FETCH_OPTIONS = [
     USER_AGENT,
     INSECURE,
     CA_BUNDLE,
+    COOKIES,
+    NETRC,
+    RESOLVE,
+    IPV4,
+    IPV6,
     JSON,
     DRY_RUN,
     FAILED,

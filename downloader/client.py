@@ -14,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
+from .cookies import CookieJar
+from .credentials import NetrcCredentials
 from .errors import TransferError
 from .options import HttpVersion
 
@@ -59,6 +61,14 @@ class ClientConfig:
     speed_limit: int | None = None
     speed_time: float = 30.0
     buffer_size: int = 256 * 1024
+    cookies: CookieJar | None = None
+    """``--cookies``: a ``Cookie`` header per request on the entry's own origin only."""
+    netrc: NetrcCredentials | None = None
+    """``--netrc``: credentials for a URL without its own, on the entry's own origin only."""
+    resolve: tuple[str, ...] = ()
+    """``--resolve`` entries as libcurl takes them: ``HOST:PORT:ADDR``."""
+    ip_version: int | None = None
+    """4 or 6 (``-4`` / ``-6``); None: both."""
 
     @staticmethod
     def ca_setting(*, insecure: bool, ca_bundle: str | None) -> bool | str:

@@ -17,6 +17,7 @@ with a thread per download cost about 1.5 ms of CPU per file.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +49,7 @@ _VERSION_SERVED = {
     pycurl.CURL_HTTP_VERSION_2_0: "2",
     pycurl.CURL_HTTP_VERSION_3: "3",
 }
+_IP_RESOLVE = {4: pycurl.IPRESOLVE_V4, 6: pycurl.IPRESOLVE_V6}
 PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 
 _TLS_ERRORS = frozenset({35, 53, 54, 58, 59, 64, 66, 77, 80, 82, 83, 90, 91, 98})
@@ -106,6 +108,10 @@ class Call:
         h.setopt(pycurl.BUFFERSIZE, config.buffer_size)
         h.setopt(pycurl.HTTP_VERSION, _HTTP_VERSION[config.http])
         h.setopt(pycurl.TCP_KEEPALIVE, 1)
+        if config.resolve:
+            h.setopt(pycurl.RESOLVE, list(config.resolve))
+        if config.ip_version is not None:
+            h.setopt(pycurl.IPRESOLVE, _IP_RESOLVE[config.ip_version])
         if config.verify is False:
             h.setopt(pycurl.SSL_VERIFYPEER, 0)
             h.setopt(pycurl.SSL_VERIFYHOST, 0)
@@ -148,8 +154,16 @@ class Call:
         h = self.handle
         h.setopt(pycurl.URL, target)
         sent = self.config.request_headers(self.extra, own_origin=self.own_origin)
+        given = {name.lower() for name, _ in sent}
+        if self.own_origin:  # --cookies and --netrc: never after a hop to another origin
+            jar, netrc = self.config.cookies, self.config.netrc
+            cookie = jar.header_for(target, now=time.time()) if jar is not None else None
+            if cookie is not None and "cookie" not in given:  # -H 'Cookie: ...' wins
+                sent.append(("Cookie", cookie))
+            if credentials is None and netrc is not None:  # URL credentials win
+                credentials = netrc.for_url(target)
         h.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in sent])
-        if credentials is not None and not any(n.lower() == "authorization" for n, _ in sent):
+        if credentials is not None and "authorization" not in given:
             h.setopt(pycurl.HTTPAUTH, pycurl.HTTPAUTH_BASIC)
             h.setopt(pycurl.USERPWD, credentials)
         else:

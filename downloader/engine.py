@@ -34,7 +34,8 @@ CANCEL_GRACE = 1.5
 
 
 def client_config(options: Options) -> ClientConfig:
-    """What every request of the run shares: headers, timeouts, TLS, proxies, HTTP version."""
+    """What every request of the run shares: headers, timeouts, TLS, proxies, HTTP version,
+    cookies, netrc credentials, name resolution."""
     headers = (
         ("User-Agent", options.user_agent),
         ("Accept-Encoding", "identity"),
@@ -51,6 +52,10 @@ def client_config(options: Options) -> ClientConfig:
         speed_limit=options.speed_limit,
         speed_time=options.speed_time,
         buffer_size=max(16 * 1024, min(512 * 1024, (32 << 20) // options.jobs)),
+        cookies=options.cookies,
+        netrc=options.netrc,
+        resolve=tuple(str(r) for r in options.resolve),
+        ip_version=4 if options.ipv4 else 6 if options.ipv6 else None,
     )
 
 

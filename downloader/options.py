@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import ipaddress
 import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cookies import CookieJar
+from .credentials import NetrcCredentials
 from .errors import UsageError
 from .naming import RelPath, check_relative
 from .version import __version__
@@ -122,6 +125,42 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """``--resolve HOST:PORT:ADDR``: connect to ADDR for HOST:PORT (the URL keeps HOST)."""
+
+    host: str
+    port: int
+    address: str
+    """An IP literal; IPv6 without brackets."""
+
+    def __str__(self) -> str:
+        address = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.host}:{self.port}:{address}"
+
+
+_RESOLVE_RE = re.compile(r"^([^:\s\[\]/]+):([0-9]{1,5}):(\[[^\]]+\]|[^:\s]+|[0-9a-fA-F:.]+)$")
+
+
+def parse_resolve(text: str) -> Resolve:
+    """``"files.example:443:127.0.0.1"`` (or ``...:[::1]``) -> :class:`Resolve`."""
+    usage = "use HOST:PORT:ADDR, such as example.org:443:127.0.0.1 or example.org:443:[::1]"
+    match = _RESOLVE_RE.match(text.strip())
+    if not match:
+        raise UsageError(f"not a --resolve value: {text!r} ({usage})")
+    host, port, address = match.groups()
+    if not 1 <= int(port) <= 65535:
+        raise UsageError(f"--resolve {text!r}: the port must be between 1 and 65535")
+    address = address.removeprefix("[").removesuffix("]")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise UsageError(
+            f"--resolve {text!r}: {address!r} is not an IP address ({usage})"
+        ) from None
+    return Resolve(host.lower().rstrip("."), int(port), str(ip))
+
+
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
@@ -169,8 +208,23 @@ class Options:
     verified against it."""
     write_sums: Path | None = None
     """Where to write ``HEX  PATH`` (sha-256) for every entry that ended ok or skipped."""
+    cookies: CookieJar | None = None
+    """``--cookies``: sent by their own rules, never after a redirect to another origin."""
+    netrc: NetrcCredentials | None = None
+    """``--netrc``: Basic auth for a host without URL credentials, on its own origin only."""
+    resolve: tuple[Resolve, ...] = ()
+    ipv4: bool = False
+    ipv6: bool = False
 
     def __post_init__(self) -> None:
+        if self.ipv4 and self.ipv6:
+            raise UsageError("-4 (ipv4) and -6 (ipv6) cannot be used together")
+        if self.cookies is not None and not isinstance(self.cookies, CookieJar):
+            raise UsageError(f"cookies must be a CookieJar, not {self.cookies!r}")
+        if self.netrc is not None and not isinstance(self.netrc, NetrcCredentials):
+            raise UsageError(f"netrc must be NetrcCredentials, not {self.netrc!r}")
+        if not all(isinstance(r, Resolve) for r in self.resolve):
+            raise UsageError(f"resolve must hold Resolve values, not {self.resolve!r}")
         if not 1 <= self.jobs <= MAX_JOBS:
             raise UsageError(f"jobs must be between 1 and {MAX_JOBS}, not {self.jobs}")
         if self.threads is not None and not 1 <= self.threads <= MAX_JOBS:
