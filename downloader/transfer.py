@@ -184,7 +184,7 @@ class _Download:
     ) -> Result:
         path = display(self.rel, str(self.ctx.options.dest)) if self.rel else None
         return Result(
-            url=self.url,
+            url=self.job.entry.url,
             source=self.job.entry.source,
             status=status,
             path=path,
