@@ -4,7 +4,8 @@ An example is a fenced ``console`` block (its ``$ `` lines are commands, run in
 order in one fresh folder by bash) or a ``python`` block. ``https://example.org``
 (and ``https://mirror.example.net``) stand for the test server, which serves
 ``/a.iso``, ``/b.iso``, ``/c.iso`` and ``/big.iso``; the folder holds ``urls.txt``
-(the three small ones), ``big-isos.txt`` and ``bad-lines.txt``. A comment right
+(the three small ones), ``big-isos.txt``, ``bad-lines.txt`` and ``mirrors.txt`` (a.iso
+behind a refused first URL, b.iso behind a 404 with a ``mirror=``). A comment right
 above a block changes what is expected of it:
 
 - ``<!-- not-tested: REASON -->``: skipped, with REASON (an option not implemented
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -93,6 +95,15 @@ def _setup(folder: Path, server: FaultServer) -> None:
     (folder / "urls.txt").write_text(small)
     (folder / "big-isos.txt").write_text(server.url("/big.iso") + "\n")
     (folder / "bad-lines.txt").write_text(f"{server.url('/a.iso')}\nftp://example.org/x.iso\n")
+    with socket.socket() as closed:  # a port that refuses connections: a mirror that is down
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    (folder / "mirrors.txt").write_text(
+        f"{down}/a.iso\t{server.url('/a.iso')}\n"
+        f"{server.url('/moved/b.iso')}\n"
+        f"  mirror={server.url('/b.iso')}\n"
+        "  header=X-Token: demo\n"
+    )
 
 
 def _environ(folder: Path) -> dict[str, str]:
