@@ -32,7 +32,7 @@ from .errors import (
 )
 from .naming import PART_SUFFIX, RelPath, display, name_from_content_disposition, with_name
 from .options import OnExist, Options
-from .progress import Event, Restarted, Resumed, Retrying, TransferProgress, Waiting
+from .progress import Event, HandedOver, Restarted, Resumed, Retrying, TransferProgress, Waiting
 from .ratelimit import HostGate, TokenBucket, host_of
 from .results import Result, Status
 from .resume import Continue, Plan, Restart, judge, plan_from
@@ -167,8 +167,7 @@ class _Download:
     def _hand_over(self, url: str, why: TransferError) -> None:
         """Go on with the next mirror. A partial begun here without a validator is not
         trusted from another URL (only a validator or a checksum joins two sources)."""
-        reason = f"{why}; trying mirror {redact(url)}"
-        self.ctx.event(Retrying(url=self.url, retry=0, of=0, delay=0.0, reason=reason))
+        self.ctx.event(HandedOver(url=self.url, to=url, reason=str(why)))
         self.url = url
         self.began_partial = False
         self.length = None

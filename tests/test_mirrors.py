@@ -397,3 +397,26 @@ def test_the_api_takes_mirrors_as_list_lines_and_as_entry_options(
 def test_entry_options_refuse_bad_mirrors_and_headers(options: dict[str, Any]) -> None:
     with pytest.raises(UsageError):
         EntryOptions(**options)
+
+
+def test_a_hand_over_is_told_with_v(
+    server: FaultServer, mirror: FaultServer, tmp_path: Path
+) -> None:
+    mirror.add("/f.bin", BODY)
+    first = server.url("/f.bin")
+    done = pdl("fetch", "-v", "-d", str(tmp_path), f"{first}\t{mirror.url('/f.bin')}")
+    assert done.exit_code == 0, done.stderr
+    assert f"{first}: HTTP 404" in done.stderr
+    assert f"trying mirror {mirror.url('/f.bin')}" in done.stderr
+
+
+def test_mirrors_and_headers_travel_to_dask_workers() -> None:
+    from downloader.transfer import Job
+    from downloader.worker import job_from_wire, job_to_wire
+
+    options = EntryOptions(mirrors=("http://m/f",), headers=(("X-A", "1"),))
+    job = Job(entry=Entry(url="http://h/f", options=options), rel=("f",), fallback=("f",))
+    row = json.loads(json.dumps(job_to_wire(3, job)))  # msgpack-able: lists come back
+    back = job_from_wire(tuple(row))  # type: ignore[arg-type]
+    assert back.entry.options.mirrors == ("http://m/f",)
+    assert back.entry.options.headers == (("X-A", "1"),)
