@@ -420,3 +420,19 @@ def test_mirrors_and_headers_travel_to_dask_workers() -> None:
     back = job_from_wire(tuple(row))  # type: ignore[arg-type]
     assert back.entry.options.mirrors == ("http://m/f",)
     assert back.entry.options.headers == (("X-A", "1"),)
+
+
+def test_a_mirror_s_credentials_are_used_and_never_shown(
+    server: FaultServer, mirror: FaultServer, tmp_path: Path
+) -> None:
+    mirror.add("/f.bin", BODY)
+    secret = mirror.url("/f.bin").replace("http://", "http://user:hunter2@")
+    gone = dead_url("/g.bin")
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{server.url('/f.bin')}\t{secret}\n{server.url('/g.bin')}\t{gone}\n")
+    done = pdl("fetch", "--json", "--retries", "0", "-d", str(tmp_path / "d"), str(listing))
+    assert done.exit_code == 1
+    assert "hunter2" not in done.stdout + done.stderr
+    rows = {r["url"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert rows[server.url("/f.bin")]["mirror"] == secret.replace("user:hunter2@", "***@")
+    assert mirror.requests_for("/f.bin")[0].header("authorization", "").startswith("Basic ")
