@@ -28,6 +28,7 @@ from .options import (
 from .progress import Reporter, combine, standard_reporter
 from .results import Report, Tally
 from .storage import make_dest
+from .sums import SumsWriter, load_manifest
 from .urllist import ARGS_NAME, Entry, Item, parse_lines, unique
 
 
@@ -81,6 +82,8 @@ def fetch(
     split: int = 1,
     split_min_size: int | str = DEFAULT_SPLIT_MIN_SIZE,
     failed: str | Path | None = None,
+    checksums: str | Path | None = None,
+    write_sums: str | Path | None = None,
     scheduler: str | None = None,
     processes: int | None = None,
     shard: Shard | str | None = None,
@@ -114,6 +117,10 @@ def fetch(
     running downloads stop, their ``.part`` files are kept, and the report says
     ``interrupted``. ``failed=PATH`` writes every failed entry to PATH (mode 0600) as
     a URL list that re-runs them (see :mod:`downloader.failed`).
+    ``checksums=PATH`` verifies each entry whose path relative to ``dest`` a
+    ``sha256sum``-style manifest names; ``write_sums=PATH`` writes ``HEX  PATH`` lines
+    (sha-256, for ``sha256sum -c`` run in ``dest``) for the entries that ended ok or
+    skipped. A ``Repr-Digest`` or ``Digest`` header from the server is always verified.
 
     ``scheduler="tcp://HOST:8786"`` runs the list on that Dask cluster and
     ``processes=N`` on N local worker processes (``pip install 'pdl[dask]'``); each
@@ -149,6 +156,8 @@ def fetch(
             parse_size(split_min_size) if isinstance(split_min_size, str) else split_min_size
         ),
         shard=parse_shard(shard) if isinstance(shard, str) else shard,
+        checksums=Path(checksums) if checksums is not None else None,
+        write_sums=Path(write_sums) if write_sums is not None else None,
     )
     cluster = None
     if scheduler is not None or processes is not None:
@@ -158,6 +167,9 @@ def fetch(
                 "content_disposition cannot be used with a cluster: names from the server"
                 " cannot be decided in list order across worker processes"
             )
+        if options.write_sums is not None:
+            raise UsageError("write_sums cannot be used with a cluster yet")
+    manifest, bad_sums = (None, []) if checksums is None else load_manifest(checksums)
     shown = standard_reporter(
         stdout=sys.stdout,
         stderr=sys.stderr,
@@ -171,16 +183,22 @@ def fetch(
     writer = FailedWriter(failed) if failed is not None else None
     if writer is not None:
         reporter = combine(reporter, writer)
+    sums = None
+    if options.write_sums is not None and not dry_run:
+        sums = SumsWriter(options.write_sums, str(options.dest))
+        reporter = combine(reporter, sums)
     tally = Tally(keep_results=keep_results)
     started = time.monotonic()
     try:
         if not dry_run:
             make_dest(options.dest)
         reporter.run_started(options.jobs)
+        for problem in bad_sums:
+            reporter.warning(problem)
         cancel = cancel or CancelToken()
         items = unique(_items(urls))
         if cluster is not None and not dry_run:
-            remote = ClusterRun(cluster, options, reporter, cancel, tally)
+            remote = ClusterRun(cluster, options, reporter, cancel, tally, manifest)
             try:
                 interrupted = remote.run(items)
             except ClusterLost as exc:
@@ -188,13 +206,19 @@ def fetch(
                 reporter.run_finished(exc.report)
                 raise
         else:
-            interrupted = Engine(options, reporter, cancel, tally).run(items)
+            interrupted = Engine(options, reporter, cancel, tally, manifest).run(items)
+        if manifest is not None and len(manifest) and not manifest.matched:
+            reporter.warning(f"warning: {manifest.source} names no entry of the list")
         report = tally.report(time.monotonic() - started, interrupted, options)
         reporter.run_finished(report)
     except BaseException:
         if writer is not None:  # no run, no list of failures: FILE stays as it was
             writer.close(keep=False)
+        if sums is not None:
+            sums.close(keep=False)
         raise
     if writer is not None:
         writer.close()
+    if sums is not None:
+        sums.close()
     return report

@@ -322,6 +322,21 @@ FAILED = option(
     show_default="none",
     help="Write every failed entry to FILE (mode 0600) as a URL list that re-runs them.",
 )
+CHECKSUMS = option(
+    "--checksums",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_default="none",
+    help=(
+        "Verify entries against a sha256sum/sha512sum/md5sum manifest (HEX  NAME, or BSD"
+        " SHA256 (NAME) = HEX): NAME is the path relative to --dir."
+    ),
+)
+WRITE_SUMS = option(
+    "--write-sums",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_default="none",
+    help="Write HEX  PATH (sha-256) of each entry ok or skipped; check: cd DIR; sha256sum -c FILE.",
+)
 SCHEDULER = option(
     "--scheduler",
     metavar="ADDRESS",
@@ -384,6 +399,8 @@ FETCH_OPTIONS = [
     JSON,
     DRY_RUN,
     FAILED,
+    CHECKSUMS,
+    WRITE_SUMS,
     SCHEDULER,
     PROCESSES,
     SHARD,

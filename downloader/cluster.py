@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import worker
 from .cancel import CancelToken
+from .digests import Manifest
 from .engine import CANCEL_GRACE, Planner, bad_line_result
 from .errors import BadLine, PdlError, UsageError
 from .options import Options
@@ -262,13 +263,14 @@ class ClusterRun:
         reporter: Reporter,
         cancel: CancelToken,
         tally: Tally,
+        manifest: Manifest | None = None,
     ) -> None:
         self.spec = spec
         self.options = options
         self.reporter = reporter
         self.cancel = cancel
         self.tally = tally
-        self.planner = Planner(options, tally)
+        self.planner = Planner(options, tally, manifest)
         self.run_id = uuid.uuid4().hex
         self._rows = _Rows(reporter)
         self._dest = str(options.dest)
@@ -396,7 +398,11 @@ class ClusterRun:
             if isinstance(item, BadLine):
                 self._record(bad_line_result(item))
                 continue
-            yield index, self.planner.plan(item)
+            job = self.planner.plan(item)
+            if isinstance(job, BadLine):  # a checksum the manifest contradicts
+                self._record(bad_line_result(job))
+                continue
+            yield index, job
             index += 1
 
     def _submit(self, chunk: list[tuple[int, Job]]) -> None:

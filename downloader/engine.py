@@ -9,6 +9,7 @@ engine for its chunks.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -16,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 
 from .cancel import CancelToken
 from .client import ClientConfig, ProxyRoutes
+from .digests import Manifest
 from .errors import BadLine
 from .lanes import Lanes
 from .naming import RelPath, display, name_from_url
@@ -106,10 +108,11 @@ class Turns:
 class Planner:
     """Decides names, in list order, in the thread that reads the list."""
 
-    def __init__(self, options: Options, tally: Tally) -> None:
+    def __init__(self, options: Options, tally: Tally, manifest: Manifest | None = None) -> None:
         self.options = options
         self.tally = tally
         self.turns = Turns()
+        self.manifest = manifest
 
     def _taken_on_disk(self, rel: RelPath) -> bool:
         return os.path.lexists(self.options.dest.joinpath(*rel))
@@ -118,11 +121,22 @@ class Planner:
         taken = self._taken_on_disk if self.options.on_exist is OnExist.RENAME else None
         return self.tally.claim(rel, taken)
 
-    def plan(self, entry: Entry) -> Job:
+    def plan(self, entry: Entry) -> Job | BadLine:
+        """The entry's job, named in list order; a bad line if the manifest contradicts it."""
         rel = base_path(entry)
         if self.options.content_disposition and not entry.options.out:
             return Job(entry=entry, rel=None, fallback=rel, turn=self.turns.take())
-        return Job(entry=entry, rel=self.claim(rel), fallback=rel)
+        claimed = self.claim(rel)
+        if self.manifest is not None and (found := self.manifest.lookup("/".join(claimed))):
+            checksum, where = found
+            listed = entry.options.checksum
+            if listed is not None and listed != checksum:
+                reason = f"its checksum {listed} disagrees with {where} ({checksum})"
+                return BadLine(entry.source, reason, entry.url)
+            if listed is None:
+                options = dataclasses.replace(entry.options, checksum=checksum)
+                entry = dataclasses.replace(entry, options=options)
+        return Job(entry=entry, rel=claimed, fallback=rel)
 
     def mine(self, items: Iterable[Item]) -> Iterator[Item]:
         """The items of this run's part of the list (``--shard``), in list order.
@@ -143,6 +157,10 @@ class Planner:
     def planned(self, entry: Entry, reporter: Reporter) -> None:
         """``--dry-run``: say where ``entry`` would go (the URL's name stands in)."""
         job = self.plan(entry)
+        if isinstance(job, BadLine):
+            result = bad_line_result(job)
+            reporter.result(result, self.tally.record(result))
+            return
         rel = job.rel or self.claim(job.fallback)
         if job.turn is not None:
             self.turns.done(job.turn)
@@ -156,13 +174,18 @@ class Engine:
     """
 
     def __init__(
-        self, options: Options, reporter: Reporter, cancel: CancelToken, tally: Tally
+        self,
+        options: Options,
+        reporter: Reporter,
+        cancel: CancelToken,
+        tally: Tally,
+        manifest: Manifest | None = None,
     ) -> None:
         self.options = options
         self.reporter = reporter
         self.cancel = cancel
         self.tally = tally
-        self.planner = Planner(options, tally)
+        self.planner = Planner(options, tally, manifest)
         context = Context(
             options=options,
             cancel=cancel,
@@ -198,7 +221,7 @@ class Engine:
         pending: set[Future[Result]] = set()
         limit = self.options.jobs * IN_FLIGHT_PER_JOB
         try:
-            count = 0
+            count = submitted = 0
             for item in self.planner.mine(items):
                 if self.cancel.is_set():
                     break
@@ -212,10 +235,15 @@ class Engine:
                     self.planner.planned(item, self.reporter)
                     continue
                 job = self.planner.plan(item)
+                if isinstance(job, BadLine):
+                    result = bad_line_result(job)
+                    self.reporter.result(result, self.tally.record(result))
+                    continue
                 while len(pending) >= limit:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     _reraise(done)
-                pending.add(self.submit(job))
+                pending.add(self.submit(dataclasses.replace(job, ordinal=submitted)))
+                submitted += 1
             else:
                 self.reporter.list_read(count)
             _reraise(wait(pending).done)

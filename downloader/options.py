@@ -231,6 +231,11 @@ class Options:
     speed_limit: int | None = None
     """Bytes a second below which a transfer, for ``speed_time`` seconds, fails its attempt."""
     speed_time: float = 30.0
+    checksums: Path | None = None
+    """A ``sha256sum``-style manifest: an entry whose path relative to ``dest`` it names is
+    verified against it."""
+    write_sums: Path | None = None
+    """Where to write ``HEX  PATH`` (sha-256) for every entry that ended ok or skipped."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.jobs <= MAX_JOBS:

@@ -135,6 +135,9 @@ class Reporter(Protocol):
     def result(self, result: Result, counts: Counts) -> None: ...
     def planned(self, url: str, source: str, path: str) -> None: ...
     def message(self, text: str) -> None: ...
+    def warning(self, text: str) -> None:
+        """A problem of the input that is not an entry's (a bad manifest line): always shown."""
+
     def run_finished(self, report: Report) -> None: ...
 
 
@@ -180,6 +183,9 @@ class NullReporter:
         pass
 
     def message(self, text: str) -> None:
+        pass
+
+    def warning(self, text: str) -> None:
         pass
 
     def run_finished(self, report: Report) -> None:
@@ -230,6 +236,10 @@ class _Combined:
     def message(self, text: str) -> None:
         for r in self._reporters:
             r.message(text)
+
+    def warning(self, text: str) -> None:
+        for r in self._reporters:
+            r.warning(text)
 
     def run_finished(self, report: Report) -> None:
         for r in self._reporters:
@@ -377,6 +387,9 @@ class StderrReporter(NullReporter):
     def message(self, text: str) -> None:
         if self._verbose:
             self._write(f"pdl: {text}")
+
+    def warning(self, text: str) -> None:
+        self._write(f"pdl: {text}")
 
     def run_finished(self, report: Report) -> None:
         if self.bars is not None:

@@ -49,6 +49,10 @@ class Result:
     """The mirror that served the file, when it was not the entry's own URL."""
     options: EntryOptions = field(default_factory=EntryOptions, repr=False, compare=False)
     bad_line: bool = field(default=False, repr=False, compare=False)
+    ordinal: int | None = field(default=None, repr=False, compare=False)
+    """The download's place among those the engine submitted, 0-based (``--write-sums``)."""
+    sha256: str | None = field(default=None, repr=False, compare=False)
+    """The file's sha-256, when ``--write-sums`` asked for it and it ended ok or skipped."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` object; credentials in the URL are redacted."""
@@ -283,10 +287,11 @@ _QUOTE_IF = re.compile(r"[\s'\"\\\x00-\x1f\x7f-\x9f]")
 def shown_url(url: str) -> str:
     """A URL as pdl prints it: credentials redacted; quoted whole when it holds a space,
     a quote or a control character (so neither a reader nor a shell cuts it short)."""
-    text = redact(url)
-    if not _QUOTE_IF.search(text):
+    text = redact(url)  # control characters come back escaped (safetext)
+    if not (_QUOTE_IF.search(url) or _QUOTE_IF.search(text)):
         return text
-    return repr(text) if text.isprintable() else ascii(text)
+    quote = '"' if "'" in text else "'"
+    return f"{quote}{text}{quote}"
 
 
 def failure_text(result: Result) -> str:

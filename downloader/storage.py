@@ -31,9 +31,17 @@ import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .errors import LocalFileError, PartBusy, UsageError
 from .naming import PART_SUFFIX, RECORD_SUFFIX, TMP_SUFFIX, RelPath
+
+
+class Updatable(Protocol):
+    """What :meth:`Folder.hash_into` feeds: a hashlib hash, or several at once."""
+
+    def update(self, data: bytes, /) -> None: ...
+
 
 HASH_BLOCK = 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -224,7 +232,7 @@ class Folder:
         except OSError as exc:
             raise local_error(exc, self._show(name)) from None
 
-    def hash_into(self, name: str, hasher: hashlib._Hash, limit: int | None = None) -> None:
+    def hash_into(self, name: str, hasher: Updatable, limit: int | None = None) -> None:
         """Feed the first ``limit`` bytes of ``name`` (all of it with None) to ``hasher``."""
         with os.fdopen(self.open_read(name), "rb") as handle:
             left = limit
@@ -393,12 +401,15 @@ class Folder:
 
 
 def make_dest(dest: Path) -> None:
-    """Create the destination folder (and parents) if missing."""
+    """Create the destination folder (and parents) if missing; one that cannot be written is
+    one usage error, not a failure per entry."""
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = local_error(exc, str(dest))
         raise UsageError(f"cannot create the destination folder: {reason}") from None
+    if not os.access(dest, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write the destination folder: {dest}: permission denied")
 
 
 @contextlib.contextmanager

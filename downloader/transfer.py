@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .cancel import CancelToken
+from .digests import Expected, Hashes, from_headers
 from .effects import Body, Discard, Effect, Fetch, Wait
 from .errors import (
     Cancelled,
@@ -38,7 +39,7 @@ from .results import Result, Status
 from .resume import Continue, Plan, Restart, judge, plan_from
 from .retry import RETRY_AFTER_CAP, RetryPolicy, RetryState, parse_retry_after
 from .safetext import redact
-from .sink import BodyTooLong, Hasher, Sink
+from .sink import BodyTooLong, Sink
 from .split import SplitJob, fetch_segments, splittable
 from .storage import Folder, ResumeRecord, open_folder
 from .urllist import Entry
@@ -67,6 +68,8 @@ class Job:
     turn: int | None = None
     """With ``rel`` None: this download's place among those named by the server, which
     claim their names in list order (:class:`Turns`)."""
+    ordinal: int | None = None
+    """Its place among the downloads the engine submitted (``--write-sums`` keeps that order)."""
 
 
 class Turns(Protocol):
@@ -110,6 +113,8 @@ class _Download:
         self.received = 0
         self.length: int | None = None  # the length announced, once known: binds every attempt
         self.turn_given = False
+        self.header_digest: Expected | None = None  # the last response's Repr-Digest or Digest
+        self.sha256: str | None = None  # the finished file's, for --write-sums
 
     # -- the attempt loop -------------------------------------------------
 
@@ -195,6 +200,8 @@ class _Download:
             error=str(error) if error else None,
             http_version=self.http_version,
             options=self.job.entry.options,
+            ordinal=self.job.ordinal,
+            sha256=self.sha256 if status in (Status.OK, Status.SKIPPED) else None,
             mirror=self.url if status is Status.OK and self.url != self.job.entry.url else None,
         )
 
@@ -294,12 +301,12 @@ class _Download:
         if self.ctx.options.on_exist is not OnExist.SKIP or not folder.existing_regular(name):
             return False
         checksum = self.job.entry.options.checksum
-        if checksum is None:
-            folder.drop_stale_record(name)
-            return True
-        hasher = checksum.new_hasher()
-        folder.hash_into(name, hasher)
-        if hasher.hexdigest() == checksum.hexdigest:
+        hasher = self._hashes(with_header=False)
+        if hasher is not None:
+            folder.hash_into(name, hasher)
+        if checksum is None or (hasher and hasher.of(checksum.algorithm) == checksum.hexdigest):
+            if hasher is not None and self.ctx.options.write_sums is not None:
+                self.sha256 = hasher.of("sha-256")
             folder.drop_stale_record(name)
             return True
         self.ctx.notify(f"existing file does not match its checksum, downloading again: {name}")
@@ -386,6 +393,7 @@ class _Download:
             self.ctx.event(Restarted(url=self.url, name=name, reason=reason))
             folder.discard_partial(name)
         offset, total, end = verdict.offset, verdict.total, verdict.end
+        self.header_digest = from_headers(resp.status, resp.headers)
         if offset:
             self.resumed_from = offset
             self.ctx.event(Resumed(url=self.url, name=name, offset=offset, total=total))
@@ -489,28 +497,44 @@ class _Download:
         self._verify(folder, name, self._seeded_hasher(folder, name, outcome.record.length))
         folder.publish(name)
 
-    def _verify(self, folder: Folder, name: str, hasher: Hasher | None) -> None:
+    def _verify(self, folder: Folder, name: str, hasher: Hashes | None) -> None:
         """A checksum mismatch drops the partial: its bytes cannot be trusted."""
-        checksum = self.job.entry.options.checksum
-        if checksum is None or hasher is None:
+        if hasher is None:
             return
-        actual = hasher.hexdigest()
-        if actual != checksum.hexdigest:
-            folder.discard_partial(name)
-            raise ChecksumMismatch(
-                f"checksum mismatch ({checksum.algorithm}): expected {checksum.hexdigest},"
-                f" got {actual}"
-            )
+        wanted = [(self.job.entry.options.checksum, "")]
+        if self.header_digest is not None:
+            wanted.append((self.header_digest.checksum, f" from {self.header_digest.origin}"))
+        for checksum, origin in wanted:
+            if checksum is None:
+                continue
+            actual = hasher.of(checksum.algorithm)
+            if actual != checksum.hexdigest:
+                folder.discard_partial(name)
+                raise ChecksumMismatch(
+                    f"checksum mismatch ({checksum.algorithm}{origin}): expected"
+                    f" {checksum.hexdigest}, got {actual}"
+                )
+        if self.ctx.options.write_sums is not None:
+            self.sha256 = hasher.of("sha-256")
 
     def _url_hash(self) -> str:
         return ResumeRecord.url_hash(self.job.entry.url)
 
-    def _seeded_hasher(self, folder: Folder, name: str, offset: int) -> Hasher | None:
-        checksum = self.job.entry.options.checksum
-        if checksum is None:
-            return None
-        hasher = checksum.new_hasher()
-        if offset:
+    def _hashes(self, *, with_header: bool = True) -> Hashes | None:
+        """A hasher for what asks for one (a checksum, a digest header, ``--write-sums``),
+        else None: hashing costs as much CPU as the rest of a transfer."""
+        wanted = set()
+        if (checksum := self.job.entry.options.checksum) is not None:
+            wanted.add(checksum.algorithm)
+        if with_header and self.header_digest is not None:
+            wanted.add(self.header_digest.checksum.algorithm)
+        if self.ctx.options.write_sums is not None:
+            wanted.add("sha-256")
+        return Hashes(wanted) if wanted else None
+
+    def _seeded_hasher(self, folder: Folder, name: str, offset: int) -> Hashes | None:
+        hasher = self._hashes()
+        if hasher is not None and offset:
             folder.hash_into(name + PART_SUFFIX, hasher, offset)
         return hasher
 

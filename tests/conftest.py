@@ -86,6 +86,9 @@ class RecordingReporter(NullReporter):
         with self.lock:
             self.messages.append(text)
 
+    def warning(self, text: str) -> None:
+        self.message(text)
+
     def run_finished(self, report: Report) -> None:
         self.finished = report
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from downloader import Report, Status, fetch
 from tests.server import FaultServer
@@ -140,3 +141,22 @@ def test_a_folder_at_the_target(server: FaultServer, dest: Path, on_exist: str) 
         assert (a.status is Status.FAILED and "is a folder" in a.error) or "folder" in a.error
     assert (dest / "a.bin" / "inside.txt").read_bytes() == b"keep"
     assert (dest / "b.bin").read_bytes() == b"b"
+
+
+def test_an_existing_destination_that_cannot_be_written_is_one_usage_error(
+    server: FaultServer, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a folder that cannot be created: exit 2 with one line, no entry tried."""
+    from downloader import cli
+
+    server.add("/a.bin", b"a")
+    real = os.access
+    monkeypatch.setattr(  # root passes permission bits: this stands in for a read-only folder
+        os,
+        "access",
+        lambda p, mode, **kw: not (Path(p) == dest and mode & os.W_OK) and real(p, mode, **kw),
+    )
+    result = CliRunner().invoke(cli.main, ["fetch", "-d", str(dest), server.url("/a.bin")])
+    assert result.exit_code == 2
+    assert "cannot write the destination folder" in result.stderr
+    assert result.stderr.count("\n") <= 4 and server.requests == []  # the usage error alone

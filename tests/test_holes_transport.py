@@ -107,3 +107,26 @@ def test_18_content_disposition_names_are_claimed_in_list_order(
     paths = {line["url"].rsplit("/", 1)[1]: line["path"] for line in lines}
     assert paths == {"slow": str(dest / "a.bin"), "fast": str(dest / "a.1.bin")}
     assert (dest / "a.bin").read_bytes() == b"first"
+
+
+def test_19_an_interrupt_during_a_stalled_header_read_leaves_no_empty_part(
+    server: FaultServer, dest: Path
+) -> None:
+    import threading
+
+    from downloader.cancel import CancelToken
+    from tests.server import wait_until
+
+    server.add("/slow.bin", b"late", delay=30.0)  # the head never comes in time
+    cancel = CancelToken()
+    outcome: dict[str, object] = {}
+    thread = threading.Thread(
+        target=lambda: outcome.update(r=fetch([server.url("/slow.bin")], dest=dest, cancel=cancel))
+    )
+    thread.start()
+    wait_until(lambda: len(server.requests_for("/slow.bin")) == 1, timeout=10)
+    cancel.cancel()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert outcome["r"].results[0].status is Status.INTERRUPTED  # type: ignore[attr-defined]
+    assert list(dest.iterdir()) == []  # no 0-byte .part, no record
