@@ -56,6 +56,8 @@ Examples:
   pdl fetch urls.txt --limit-rate 2M --per-host 2
   pdl fetch big-isos.txt -s 8 --split-min-size 64M
   pdl fetch urls.txt --failed again.txt || pdl fetch again.txt
+  pdl fetch 'https://example.org/a.iso mirror=https://mirror.example.net/a.iso'
+  pdl fetch 'https://example.org/a.iso header=Authorization: Bearer TOKEN'
   pdl fetch urls.txt --processes 2 -d downloads       # every core (pdl[dask])
   pdl fetch urls.txt --scheduler tcp://10.0.0.5:8786 -d /shared/data
   pdl fetch urls.txt --shard "$SLURM_ARRAY_TASK_ID/8" -d /shared/data

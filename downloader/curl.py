@@ -27,7 +27,7 @@ import pycurl
 from .client import ClientConfig, keeps_credentials, redirect_target, split_credentials
 from .effects import BodySink
 from .errors import ConnectionFailed, LocalFileError, TransferError
-from .options import HttpVersion
+from .options import TRANSFER_HEADERS, HttpVersion
 from .wire import REDIRECT_STATUSES, Headers, Response
 
 MAX_REDIRECTS = 10
@@ -140,7 +140,12 @@ class Call:
     # -- requests ----------------------------------------------------------------
 
     def start(self, url: str, extra: tuple[tuple[str, str], ...]) -> None:
-        """Set the handle up for a GET of ``url`` (its credentials as Basic auth)."""
+        """Set the handle up for a GET of ``url`` (its credentials as Basic auth).
+
+        ``extra`` holds pdl's resume headers (:data:`TRANSFER_HEADERS`), which follow
+        every redirect, and the entry's ``header=`` values, which, like ``-H``, are
+        sent to the entry's origin only.
+        """
         self.url = url
         self.extra = extra
         self.hops = 0
@@ -153,7 +158,10 @@ class Call:
         self.target = target
         h = self.handle
         h.setopt(pycurl.URL, target)
-        sent = self.config.request_headers(self.extra, own_origin=self.own_origin)
+        extra = self.extra
+        if not self.own_origin:  # header= is a user header: only Range/If-Range go on
+            extra = tuple(h for h in extra if h[0].lower() in TRANSFER_HEADERS)
+        sent = self.config.request_headers(extra, own_origin=self.own_origin)
         given = {name.lower() for name, _ in sent}
         if self.own_origin:  # --cookies and --netrc: never after a hop to another origin
             jar, netrc = self.config.cookies, self.config.netrc

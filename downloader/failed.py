@@ -1,8 +1,9 @@
 """``--failed FILE``: every failed entry, written as a URL list that ``pdl fetch FILE`` re-runs.
 
 Each failed download is written as its URL (credentials kept, so the file is
-created with mode 0600) followed by its ``out=``, ``dir=`` and ``checksum=`` on
-indented continuation lines, as the list format allows. A bad line of a list
+created with mode 0600) followed by its ``out=``, ``dir=``, ``checksum=``, every
+``mirror=`` and ``header=`` (tokens kept too) on indented continuation lines, as
+the list format allows. A bad line of a list
 cannot be re-run as it stands (it would only fail again), so it is written as a
 comment that says where it came from and why it was refused: the user sees it
 when they open the file, and a re-run skips it.
@@ -44,6 +45,8 @@ def entry_lines(result: Result) -> str:
         lines.append(f"  out={o.out}")
     if o.checksum:
         lines.append(f"  checksum={o.checksum}")
+    lines += [f"  mirror={mirror}" for mirror in o.mirrors]
+    lines += [f"  header={name}: {value}" for name, value in o.headers]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .cookies import CookieJar
 from .credentials import NetrcCredentials
@@ -30,6 +31,12 @@ MAX_PER_HOST = 1024
 MAX_SPLIT = 16
 DEFAULT_SPLIT_MIN_SIZE = 32 * 1024**2
 DEFAULT_USER_AGENT = f"pdl/{__version__}"
+TRANSFER_HEADERS = frozenset({"range", "if-range"})
+"""Request headers that pdl sets itself to resume; no user header may name them, and
+they follow every redirect (the others of a request only to the entry's origin)."""
+
+_URL_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\\s]")
+"""What no URL may contain: control characters and any whitespace."""
 
 
 class HttpVersion(enum.StrEnum):
@@ -64,18 +71,25 @@ class Checksum:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EntryOptions:
-    """Per-URL options of a list entry (``out=``, ``dir=``, ``checksum=``).
+    """Per-URL options of a list entry (``out=``, ``dir=``, ``checksum=``, ``mirror=``,
+    ``header=``).
 
     This is the one check of ``out`` and ``dir``, for lists and for the API alike: an
     absolute path or a ``..`` component raises ValueError (a :class:`UsageError`),
     and what is kept is the safe form, components made safe by
     :func:`naming.sanitize` and joined with ``/``. So no value of this type can name
     a place outside the destination.
+
+    ``mirrors`` are further URLs of the same bytes, tried after the entry's own, in
+    order; ``headers`` are extra request headers of this entry, sent on top of (and
+    over) ``-H`` and, like them, only to the entry's own origin.
     """
 
     out: str | None = None
     dir: str | None = None
     checksum: Checksum | None = None
+    mirrors: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.out is not None:
@@ -87,6 +101,59 @@ class EntryOptions:
             object.__setattr__(self, "dir", "/".join(_relative(self.dir, "dir")) or None)
         if self.checksum is not None and not isinstance(self.checksum, Checksum):
             raise UsageError(f"checksum must be a Checksum, not {self.checksum!r}")
+        if isinstance(self.mirrors, str) or not isinstance(self.mirrors, tuple | list):
+            raise UsageError(f"mirrors must be a tuple of URLs, not {self.mirrors!r}")
+        object.__setattr__(self, "mirrors", tuple(self.mirrors))
+        for mirror in self.mirrors:
+            problem = check_url(mirror) if isinstance(mirror, str) else "a mirror is not a string"
+            if problem is not None:
+                raise UsageError(f"bad mirror: {problem}")
+        if not isinstance(self.headers, tuple | list):
+            raise UsageError(f"headers must be a tuple of (name, value), not {self.headers!r}")
+        object.__setattr__(self, "headers", tuple(_entry_header(h) for h in self.headers))
+
+
+def _entry_header(header: object) -> tuple[str, str]:
+    """A ``header=`` value as ``(name, value)``, held to ``-H``'s rules and more: no control
+    character but TAB in the value. The reasons never quote the value (it may be a token)."""
+    if not (isinstance(header, tuple | list) and len(header) == 2):
+        raise UsageError("a header must be a (name, value) pair")
+    name, value = header
+    if not (isinstance(name, str) and isinstance(value, str)):
+        raise UsageError("a header must be a (name, value) pair of strings")
+    if not _TOKEN_RE.match(name):
+        raise UsageError(f"bad header name {name!r} (use 'Name: value')")
+    if _HEADER_CONTROL.search(value):
+        raise UsageError(f"header {name} has a line break or control character in its value")
+    if name.lower() in TRANSFER_HEADERS:
+        raise UsageError(f"header {name} is pdl's own: it resumes partials with it")
+    return name, value.strip(" \t")
+
+
+_HEADER_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def check_url(url: str) -> str | None:
+    """Why ``url`` cannot be downloaded, or None if it can.
+
+    The reasons never quote the URL's parts: a password may be what failed to parse.
+    """
+    if _URL_FORBIDDEN.search(url):
+        return "URL contains whitespace or control characters"
+    if "://" not in url:
+        return "URL lacks http:// or https:// at the start"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError as exc:
+        what = "IPv6 address" if "IPv6" in str(exc) else "port" if "Port" in str(exc) else ""
+        return f"malformed URL (bad {what})" if what else "malformed URL"
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = parts.scheme or "none"
+        return f"unsupported scheme {scheme!r} (only http and https)"
+    if not parts.hostname:
+        return "URL has no host"
+    return None
 
 
 def _relative(value: object, what: str) -> RelPath:

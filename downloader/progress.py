@@ -73,7 +73,17 @@ class Restarted:
     reason: str
 
 
-Event = Starting | Retrying | Waiting | Resumed | Restarted
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandedOver:
+    """``url`` failed for good or past its share of the attempts (``reason``); ``to``, the
+    entry's next mirror, is tried now."""
+
+    url: str
+    to: str
+    reason: str
+
+
+Event = Starting | Retrying | Waiting | Resumed | Restarted | HandedOver
 """What a transfer tells between its start and its result (``Reporter.event``)."""
 
 
@@ -91,6 +101,9 @@ def describe(event: Event) -> str | None:
             return f"resuming {event.name} from byte {event.offset}{of}"
         case Restarted():
             return f"{event.reason}; restarting {event.name}"
+        case HandedOver():
+            reason = redact_text(event.reason, event.url)
+            return f"{shown_url(event.url)}: {reason}; trying mirror {shown_url(event.to)}"
         case _:
             return None
 
@@ -397,6 +410,8 @@ def _show_on_row(bars: Bars, slot: int, event: Event) -> None:
             bars.wait(slot, "waiting", event.delay, f": {event.reason}")
         case Restarted():
             bars.wait(slot, "restarting", None, f": {event.reason}")
+        case HandedOver():
+            bars.wait(slot, "trying a mirror", None, f": {redact_text(event.reason, event.url)}")
         case _:
             pass
 

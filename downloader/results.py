@@ -45,6 +45,8 @@ class Result:
     error: str | None = None
     http_version: str | None = None
     """The HTTP version that served the file ("1.1", "2", "3"), when a server answered."""
+    mirror: str | None = None
+    """The mirror that served the file, when it was not the entry's own URL."""
     options: EntryOptions = field(default_factory=EntryOptions, repr=False, compare=False)
     bad_line: bool = field(default=False, repr=False, compare=False)
     ordinal: int | None = field(default=None, repr=False, compare=False)
@@ -66,6 +68,7 @@ class Result:
             "resumed_from": self.resumed_from,
             "error": redact_text(self.error, self.url) if self.error else None,
             "http_version": self.http_version,
+            "mirror": redact(self.mirror) if self.mirror else None,
         }
 
 

@@ -62,6 +62,8 @@ class SplitJob:
 
     url: str
     name: str
+    headers: tuple[tuple[str, str], ...]
+    """The entry's ``header=`` values, sent with every segment's request."""
     connections: int
     """``-s``: the most connections, this one included, within ``--per-host``."""
     gate: HostGate
@@ -239,7 +241,7 @@ class SplitRun:
             headers = [("Range", f"bytes={at}-{end - 1}")]
             if self.record.validator:
                 headers.append(("If-Range", self.record.validator))
-            got = yield Fetch(job.url, tuple(headers))
+            got = yield Fetch(job.url, (*headers, *job.headers))
             if isinstance(got, TransferError):
                 return got
             problem = self._check(got, at, end)

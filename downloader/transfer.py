@@ -33,11 +33,12 @@ from .errors import (
 )
 from .naming import PART_SUFFIX, RelPath, display, name_from_content_disposition, with_name
 from .options import OnExist, Options
-from .progress import Event, Restarted, Resumed, Retrying, TransferProgress, Waiting
+from .progress import Event, HandedOver, Restarted, Resumed, Retrying, TransferProgress, Waiting
 from .ratelimit import HostGate, TokenBucket, host_of
 from .results import Result, Status
 from .resume import Continue, Plan, Restart, judge, plan_from
 from .retry import RETRY_AFTER_CAP, RetryPolicy, RetryState, parse_retry_after
+from .safetext import redact
 from .sink import BodyTooLong, Sink
 from .split import SplitJob, fetch_segments, splittable
 from .storage import Folder, ResumeRecord, open_folder
@@ -102,6 +103,7 @@ class _Download:
         self.job = job
         self.ctx = ctx
         self.url = job.entry.url
+        """The URL tried now: the entry's, or one of its mirrors after a hand-over."""
         self.rel = job.rel
         self.checked_existing = False
         self.began_partial = False  # this download wrote a partial from byte 0
@@ -117,17 +119,22 @@ class _Download:
     # -- the attempt loop -------------------------------------------------
 
     def run(self) -> Generator[Effect, Any, Result]:
+        """The attempts, URL by URL: each URL has its share of them (:func:`mirror_share`);
+        one that fails for good, or past its share, hands over to the next at once."""
         started = time.monotonic()
         o = self.ctx.options
-        state = RetryState(policy=RetryPolicy(retries=o.retries, wait=o.retry_wait))
-        gate, host = self.ctx.gate, host_of(self.url)
+        policy = RetryPolicy(retries=o.retries, wait=o.retry_wait)
+        state = here = RetryState(policy=policy)  # the whole entry's, and this URL's
+        urls, gate = self.job.entry.urls, self.ctx.gate
+        share = mirror_share(o.retries, len(urls))
+        failures: list[str] = []
         while True:
+            host = host_of(self.url)
             if self.ctx.cancel.is_set():
                 return self._result(Status.INTERRUPTED, state, started, None)
-            if (reason := gate.given_up(host)) is not None:
-                error = TransferError(reason, retryable=False)
-                return self._result(Status.FAILED, state.increment(error), started, error)
             try:
+                if (reason := gate.given_up(host)) is not None:
+                    raise TransferError(reason, retryable=False)
                 status = yield from self._polite_attempt()
             except _NotMyTurn as wait:
                 yield from self._await_turn()
@@ -138,10 +145,16 @@ class _Download:
                     return self._result(Status.INTERRUPTED, state.increment(exc), started, None)
                 if isinstance(exc, ConnectionFailed) and exc.unreachable:
                     gate.unreachable(host, str(exc))
-                state = state.increment(exc)
-                if state.exhausted:
-                    return self._result(Status.FAILED, state, started, exc)
-                delay = state.delay()
+                state, here = state.increment(exc), here.increment(exc)
+                if not exc.retryable or here.attempts >= share:
+                    failures.append(f"{redact(self.url)}: {exc}")
+                    if len(failures) == len(urls):
+                        error = exc if len(urls) == 1 else _all_failed(failures)
+                        return self._result(Status.FAILED, state, started, error)
+                    self._hand_over(urls[len(failures)], exc)
+                    here = RetryState(policy=policy)
+                    continue
+                delay = here.delay()
                 self.ctx.event(
                     Retrying(
                         url=self.url,
@@ -156,6 +169,15 @@ class _Download:
             made = state.attempts + (1 if self.http_status is not None else 0)
             return self._result(status, state, started, None, attempts=made)
 
+    def _hand_over(self, url: str, why: TransferError) -> None:
+        """Go on with the next mirror. A partial begun here without a validator is not
+        trusted from another URL (only a validator or a checksum joins two sources)."""
+        self.ctx.event(HandedOver(url=self.url, to=url, reason=str(why)))
+        self.url = url
+        self.began_partial = False
+        self.length = None
+        self.http_status = self.http_version = None
+
     def _result(
         self,
         status: Status,
@@ -166,7 +188,7 @@ class _Download:
     ) -> Result:
         path = display(self.rel, str(self.ctx.options.dest)) if self.rel else None
         return Result(
-            url=self.url,
+            url=self.job.entry.url,
             source=self.job.entry.source,
             status=status,
             path=path,
@@ -180,6 +202,7 @@ class _Download:
             options=self.job.entry.options,
             ordinal=self.job.ordinal,
             sha256=self.sha256 if status in (Status.OK, Status.SKIPPED) else None,
+            mirror=self.url if status is Status.OK and self.url != self.job.entry.url else None,
         )
 
     def _polite_attempt(self) -> Generator[Effect, Any, Status]:
@@ -323,7 +346,7 @@ class _Download:
         plan = plan_from(
             size=size,
             record=record,
-            url=self.url,
+            url=self.job.entry.url,  # a mirrored partial belongs to its entry, not one URL
             resume=self.ctx.options.resume,
             trusted=self.began_partial or self.job.entry.options.checksum is not None,
         )
@@ -342,7 +365,7 @@ class _Download:
         self, headers: tuple[tuple[str, str], ...], *, ranged: bool = False
     ) -> Generator[Effect, Any, Response]:
         """The head of the final answer to a GET of the entry's URL (a download, or raises)."""
-        got = yield Fetch(self.url, headers)
+        got = yield Fetch(self.url, (*headers, *self.job.entry.options.headers))
         if isinstance(got, TransferError):
             raise got
         resp: Response = got
@@ -449,6 +472,7 @@ class _Download:
         name, ctx = self.rel[-1], self.ctx
         job = SplitJob(
             url=self.url,
+            headers=self.job.entry.options.headers,
             name=name,
             connections=ctx.options.split,
             gate=ctx.gate,
@@ -494,7 +518,7 @@ class _Download:
             self.sha256 = hasher.of("sha-256")
 
     def _url_hash(self) -> str:
-        return ResumeRecord.url_hash(self.url)
+        return ResumeRecord.url_hash(self.job.entry.url)
 
     def _hashes(self, *, with_header: bool = True) -> Hashes | None:
         """A hasher for what asks for one (a checksum, a digest header, ``--write-sums``),
@@ -513,6 +537,16 @@ class _Download:
         if hasher is not None and offset:
             folder.hash_into(name + PART_SUFFIX, hasher, offset)
         return hasher
+
+
+def mirror_share(retries: int, urls: int) -> int:
+    """Attempts each of ``urls`` URLs gets: the ``retries + 1`` of one URL shared, rounded
+    up, at least one each (so ``--retries 0`` still tries every mirror once)."""
+    return max(1, -(-(retries + 1) // urls))
+
+
+def _all_failed(failures: list[str]) -> TransferError:
+    return TransferError("all mirrors failed: " + "; ".join(failures), retryable=False)
 
 
 class _NotMyTurn(Exception):

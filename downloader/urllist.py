@@ -11,10 +11,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import urlsplit
 
 from .errors import BadLine, UsageError
-from .options import Checksum, EntryOptions, parse_checksum
+from .options import Checksum, EntryOptions, check_url, parse_checksum
 from .results import HashSet64
 from .safetext import redact
 
@@ -23,12 +22,11 @@ STREAM_PAUSE = 0.2
 STDIN = "-"
 STDIN_NAME = "<stdin>"
 ARGS_NAME = "<args>"
-OPTION_NAMES = ("out", "dir", "checksum")
+OPTION_NAMES = ("out", "dir", "checksum", "mirror", "header")
+REPEATABLE = ("mirror", "header")
 
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 """Control characters (Unicode category Cc) other than TAB, a separator in lists."""
-_URL_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\\s]")
-"""What no URL may contain: control characters and any whitespace."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,7 +53,14 @@ class Entry:
     def key(self) -> str:
         """Identity for de-duplication: the same URL with the same options."""
         o = self.options
-        return "\x00".join((self.url, o.out or "", o.dir or "", str(o.checksum or "")))
+        headers = (f"{name}: {value}" for name, value in o.headers)
+        parts = (self.url, o.out or "", o.dir or "", str(o.checksum or ""), *o.mirrors, "")
+        return "\x00".join((*parts, *headers))
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every URL of the file, in the order they are tried: the entry's, then its mirrors."""
+        return tuple(dict.fromkeys((self.url, *self.options.mirrors)))
 
 
 Item = Entry | BadLine
@@ -65,33 +70,17 @@ def is_url(text: str) -> bool:
     return text.lower().startswith(("http://", "https://"))
 
 
-def check_url(url: str) -> str | None:
-    """Why ``url`` cannot be downloaded, or None if it can.
-
-    The reasons never quote the URL's parts: a password may be what failed to parse.
-    """
-    if _URL_FORBIDDEN.search(url):
-        return "URL contains whitespace or control characters"
-    if "://" not in url:
-        return "URL lacks http:// or https:// at the start"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises ValueError for a bad port)
-    except ValueError as exc:
-        what = "IPv6 address" if "IPv6" in str(exc) else "port" if "Port" in str(exc) else ""
-        return f"malformed URL (bad {what})" if what else "malformed URL"
-    if parts.scheme.lower() not in ("http", "https"):
-        scheme = parts.scheme or "none"
-        return f"unsupported scheme {scheme!r} (only http and https)"
-    if not parts.hostname:
-        return "URL has no host"
-    return None
-
-
 def _parse_value(key: str, value: str) -> object:
     """The checked value of one option; ValueError/UsageError says why it is bad."""
     if key == "checksum":
         return parse_checksum(value)
+    if key == "mirror":
+        problem = check_url(value)
+        if problem is not None:
+            raise UsageError(f"bad mirror: {problem}")
+        return value
+    if key == "header":
+        return _parse_entry_header(value)
     checked = EntryOptions(out=value) if key == "out" else EntryOptions(dir=value)
     return checked.out if key == "out" else checked.dir
 
@@ -104,30 +93,77 @@ def _parse_option(token: str, into: dict[str, object], source: str) -> None:
         raise BadLine(source, f"unknown option {token!r}{hint}")
     if not value:
         raise BadLine(source, f"option {key}= has no value")
-    if key in into:
+    if key in into and key not in REPEATABLE:
         raise BadLine(source, f"option {key}= given twice")
     try:
-        into[key] = _parse_value(key, value)
+        parsed = _parse_value(key, value)
     except (ValueError, UsageError) as exc:
         raise BadLine(source, str(exc)) from None
+    if key in REPEATABLE:
+        values = into.setdefault(key, [])
+        assert isinstance(values, list)
+        values.append(parsed)
+    else:
+        into[key] = parsed
+
+
+def _parse_entry_header(text: str) -> tuple[str, str]:
+    """``header=Name: value`` -> ``(name, value)``; the reasons never quote the value (a
+    token may be what is wrong with it)."""
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep:
+        raise UsageError("header= needs 'Name: value' (no colon)")
+    if not name:
+        raise UsageError("header= has no name before its colon")
+    return EntryOptions(headers=((name, value.strip()),)).headers[0]
 
 
 def _build(url: str, raw: dict[str, object], source: str) -> Entry:
     out, dir_, checksum = raw.get("out"), raw.get("dir"), raw.get("checksum")
+    mirrors, headers = raw.get("mirror", []), raw.get("header", [])
     assert out is None or isinstance(out, str)
     assert dir_ is None or isinstance(dir_, str)
     assert checksum is None or isinstance(checksum, Checksum)
-    return Entry(url=url, options=EntryOptions(out=out, dir=dir_, checksum=checksum), source=source)
+    assert isinstance(mirrors, list) and isinstance(headers, list)
+    options = EntryOptions(
+        out=out, dir=dir_, checksum=checksum, mirrors=tuple(mirrors), headers=tuple(headers)
+    )
+    return Entry(url=url, options=options, source=source)
+
+
+_WORD = re.compile(r"\S+")
 
 
 def _tokens(text: str) -> list[str]:
-    """Whitespace-separated tokens; a token starting with ``#`` starts a comment."""
-    tokens = []
-    for token in text.split():
+    """Whitespace-separated tokens; a token starting with ``#`` starts a comment.
+
+    ``header=`` takes the rest of its line (up to a comment), as an aria2 option line
+    does: a header's value has spaces (``header=Authorization: Bearer T``).
+    """
+    return [token for _, token in _words(text)]
+
+
+def _words(text: str) -> list[tuple[str, str]]:
+    """The tokens of :func:`_tokens`, each with the whitespace before it."""
+    words: list[tuple[str, str]] = []
+    end = 0
+    for match in _WORD.finditer(text):
+        if match.start() < end:
+            continue  # inside a header= value
+        token = match.group()
         if token.startswith("#"):
             break
-        tokens.append(token)
-    return tokens
+        before = text[end : match.start()]
+        if token.startswith("header="):
+            comment = re.search(r"\s#", text[match.start() :])
+            stop = match.start() + comment.start() if comment else len(text)
+            token = text[match.start() : stop].rstrip()
+            end = stop
+        else:
+            end = match.end()
+        words.append((before, token))
+    return words
 
 
 class _Pending:
@@ -217,12 +253,18 @@ def _start(text: str, source: str) -> _Pending:
     """
     if _CONTROL.search(text):
         return _Pending(text, source, [], BadLine(source, "URL contains control characters", text))
-    tokens = _tokens(text)
-    url = tokens[0]
+    words = _words(text)
+    url, tokens = words[0][1], [token for _, token in words[1:]]
+    mirrors = []
+    for before, token in words[1:]:  # aria2: the URLs of one file are separated by TABs
+        if "\t" not in before or token.partition("=")[0] in OPTION_NAMES:
+            break
+        mirrors.append(token)
+        tokens.pop(0)
     problem = check_url(url)
-    if problem is None and _split_credentials(tokens):
+    if problem is None and _split_credentials([url, *tokens]):
         problem = "URL contains whitespace (a space in a user name or password is written %20)"
-    pending = _Pending(url, source, [] if problem else tokens[1:])
+    pending = _Pending(url, source, [] if problem else [f"mirror={m}" for m in mirrors] + tokens)
     pending.error = BadLine(source, problem, text) if problem else pending.error
     pending.line = text
     return pending

@@ -46,24 +46,37 @@ IDLE_CLOSE = 600.0
 # -- what travels: plain values (events must be msgpack-able; the scheduler unpickles tasks)
 
 
-JobRow = tuple[int, str, tuple[str, ...], str | None, str | None]
-"""A job as it travels: index, URL, relative path, checksum algorithm and digest."""
+JobRow = tuple[
+    int, str, tuple[str, ...], str | None, str | None, tuple[str, ...], tuple[tuple[str, str], ...]
+]
+"""A job as it travels: index, URL, relative path, checksum algorithm and digest, mirrors
+and ``header=`` values."""
 
 
 def job_to_wire(index: int, job: Job) -> JobRow:
     """Plain values: the scheduler unpickles every chunk, and dataclasses cost it dearly."""
     assert job.rel is not None  # names from the server never reach a cluster
-    checksum = job.entry.options.checksum
-    if checksum is None:
-        return (index, job.entry.url, job.rel, None, None)
-    return (index, job.entry.url, job.rel, checksum.algorithm, checksum.hexdigest)
+    o = job.entry.options
+    algorithm, hexdigest = (o.checksum.algorithm, o.checksum.hexdigest) if o.checksum else ("", "")
+    return (
+        index,
+        job.entry.url,
+        job.rel,
+        algorithm or None,
+        hexdigest or None,
+        o.mirrors,
+        o.headers,
+    )
 
 
 def job_from_wire(row: JobRow) -> Job:
     """The job a worker runs: what a download needs (the reader keeps the rest)."""
-    _, url, rel, algorithm, hexdigest = row
+    _, url, rel, algorithm, hexdigest, mirrors, headers = row
     checksum = Checksum(algorithm, hexdigest) if algorithm and hexdigest else None
-    entry = Entry(url=url, options=EntryOptions(checksum=checksum))
+    # msgpack may turn the tuples into lists
+    pairs = tuple((name, value) for name, value in headers)
+    options = EntryOptions(checksum=checksum, mirrors=tuple(mirrors), headers=pairs)
+    entry = Entry(url=url, options=options)
     return Job(entry=entry, rel=rel, fallback=rel)
 
 
@@ -79,12 +92,14 @@ def to_wire(index: int, result: Result) -> list[Any]:
         result.resumed_from,
         result.error,
         result.http_version,
+        result.mirror,
     ]
 
 
 def from_wire(row: Sequence[Any], job: Job, dest: str) -> Result:
     """The result of ``job`` from its row; the path is spelled as this process would."""
-    _, status, has_path, nbytes, elapsed, attempts, http_status, resumed_from, error, version = row
+    _, status, has_path, nbytes, elapsed, attempts, http_status, resumed_from, error = row[:9]
+    version, mirror = row[9], row[10]
     return Result(
         url=job.entry.url,
         source=job.entry.source,
@@ -97,6 +112,7 @@ def from_wire(row: Sequence[Any], job: Job, dest: str) -> Result:
         resumed_from=resumed_from,
         error=error,
         http_version=version,
+        mirror=mirror,
         options=job.entry.options,
     )
 

@@ -12,7 +12,7 @@ from tests.server import FaultServer
 
 JSON_KEYS = frozenset(
     {"url", "source", "path", "status", "bytes", "elapsed", "attempts", "http_status"}
-    | {"resumed_from", "error", "http_version"}
+    | {"resumed_from", "error", "http_version", "mirror"}
 )
 """SPEC 5: the keys of every ``--json`` object."""
 

@@ -207,7 +207,7 @@ def test_relay_batches_results_messages_and_rows() -> None:
     relay.message("retry 1/5")
     relay.flush()
     assert sent[-1] == {
-        "r": [[4, "failed", False, 0, 0.0, 0, None, 0, "HTTP 404", None]],
+        "r": [[4, "failed", False, 0, 0.0, 0, None, 0, "HTTP 404", None, None]],
         "m": ["retry 1/5"],
         "p": [[0, "a.bin", 100, 10, 40]],
         "e": [],

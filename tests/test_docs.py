@@ -4,8 +4,9 @@ An example is a fenced ``console`` block (its ``$ `` lines are commands, run in
 order in one fresh folder by bash) or a ``python`` block. ``https://example.org``
 (and ``https://mirror.example.net``) stand for the test server, which serves
 ``/a.iso``, ``/b.iso``, ``/c.iso`` and ``/big.iso``; the folder holds ``urls.txt``
-(the three small ones), ``big-isos.txt``, ``bad-lines.txt`` and ``SHA256SUMS`` (a
-manifest of the three small ones). A comment right
+(the three small ones), ``big-isos.txt``, ``bad-lines.txt``, ``SHA256SUMS`` (a
+manifest of the three small ones) and ``mirrors.txt`` (a.iso behind a refused first
+URL, b.iso behind a 404 with a ``mirror=``). A comment right
 above a block changes what is expected of it:
 
 - ``<!-- not-tested: REASON -->``: skipped, with REASON (an option not implemented
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -97,6 +99,15 @@ def _setup(folder: Path, server: FaultServer) -> None:
     (folder / "bad-lines.txt").write_text(f"{server.url('/a.iso')}\nftp://example.org/x.iso\n")
     sums = (f"{hashlib.sha256(BODIES[n]).hexdigest()}  {n}\n" for n in ("a.iso", "b.iso", "c.iso"))
     (folder / "SHA256SUMS").write_text("".join(sums))
+    with socket.socket() as closed:  # a port that refuses connections: a mirror that is down
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    (folder / "mirrors.txt").write_text(
+        f"{down}/a.iso\t{server.url('/a.iso')}\n"
+        f"{server.url('/moved/b.iso')}\n"
+        f"  mirror={server.url('/b.iso')}\n"
+        "  header=X-Token: demo\n"
+    )
 
 
 def _environ(folder: Path) -> dict[str, str]:

@@ -129,6 +129,7 @@ def test_to_json_values() -> None:
         "resumed_from": 1000,
         "error": None,
         "http_version": None,
+        "mirror": None,
     }
 
 
