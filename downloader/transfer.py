@@ -113,6 +113,7 @@ class _Download:
         self.received = 0
         self.length: int | None = None  # the length announced, once known: binds every attempt
         self.turn_given = False
+        self._host_of = ("", "")
         self.header_digest: Expected | None = None  # the last response's Repr-Digest or Digest
         self.sha256: str | None = None  # the finished file's, for --write-sums
 
@@ -129,7 +130,7 @@ class _Download:
         share = mirror_share(o.retries, len(urls))
         failures: list[str] = []
         while True:
-            host = host_of(self.url)
+            host = self._host()
             if self.ctx.cancel.is_set():
                 return self._result(Status.INTERRUPTED, state, started, None)
             try:
@@ -178,6 +179,12 @@ class _Download:
         self.length = None
         self.http_status = self.http_version = None
 
+    def _host(self) -> str:
+        """The ``host:port`` the URL being tried counts against (parsed once per URL)."""
+        if self._host_of[0] != self.url:
+            self._host_of = (self.url, host_of(self.url))
+        return self._host_of[1]
+
     def _result(
         self,
         status: Status,
@@ -207,7 +214,7 @@ class _Download:
 
     def _polite_attempt(self) -> Generator[Effect, Any, Status]:
         """One attempt within the host's limits: its ``Retry-After`` hold and ``--per-host``."""
-        cancel, gate, host = self.ctx.cancel, self.ctx.gate, host_of(self.url)
+        cancel, gate, host = self.ctx.cancel, self.ctx.gate, self._host()
         told = False
         while not gate.try_more(host, 1):
             if cancel.is_set():
@@ -369,7 +376,7 @@ class _Download:
         if isinstance(got, TransferError):
             raise got
         resp: Response = got
-        self.ctx.gate.reachable(host_of(self.url))
+        self.ctx.gate.reachable(self._host())
         self.http_status = resp.status
         self.http_version = resp.http_version
         if resp.status not in (200, 206) and not (ranged and resp.status == 416):
