@@ -40,9 +40,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import worker
 from .cancel import CancelToken
 from .digests import Manifest
-from .engine import CANCEL_GRACE, Planner, bad_line_result
+from .drive import CANCEL_GRACE
 from .errors import BadLine, PdlError, UsageError
 from .options import Options
+from .planner import Planner, bad_line_result
 from .progress import Reporter, TransferProgress
 from .results import Report, Result, Status, Tally
 from .transfer import Job

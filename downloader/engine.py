@@ -1,36 +1,35 @@
-"""The engine: names in list order, bounded in-flight work, downloads carried by lanes.
-
-Items are read lazily; at most ``2 * jobs`` downloads are submitted and not yet
-finished, so a list of millions of lines never becomes millions of futures. The
-downloads run on :mod:`downloader.lanes` (``--threads`` threads, each one libcurl
-multi handle); a cluster worker process (:mod:`downloader.worker`) runs the same
-engine for its chunks.
+"""The local backend: what every request shares (:func:`client_config`) and the lanes
+that carry the downloads (:mod:`downloader.lanes`, ``--threads`` threads, each one libcurl
+multi handle). A cluster worker process (:mod:`downloader.worker`) runs the same engine
+for its chunks; a local run goes through :func:`downloader.drive.drive`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Iterable
+from concurrent.futures import Future
 
 from .cancel import CancelToken
 from .client import ClientConfig, ProxyRoutes
 from .digests import Manifest
-from .errors import BadLine
+from .drive import CANCEL_GRACE, IN_FLIGHT_PER_JOB, drive
 from .lanes import Lanes
-from .naming import RelPath, display, name_from_url
-from .options import OnExist, Options
+from .options import Options
+from .planner import Planner, bad_line_result, base_path
 from .progress import NULL_PROGRESS, Reporter
 from .ratelimit import HostGate, TokenBucket
-from .results import Result, Status, Tally
+from .results import Result, Tally
 from .transfer import Context, Job
-from .urllist import Entry, Item
+from .urllist import Item
 
-IN_FLIGHT_PER_JOB = 2
-CANCEL_GRACE = 1.5
-"""Seconds the engine waits for running transfers after an interrupt."""
+__all__ = [
+    "CANCEL_GRACE",
+    "IN_FLIGHT_PER_JOB",
+    "Engine",
+    "bad_line_result",
+    "base_path",
+    "client_config",
+]
 
 
 def client_config(options: Options) -> ClientConfig:
@@ -57,119 +56,6 @@ def client_config(options: Options) -> ClientConfig:
         resolve=tuple(str(r) for r in options.resolve),
         ip_version=4 if options.ipv4 else 6 if options.ipv6 else None,
     )
-
-
-def base_path(entry: Entry) -> RelPath:
-    """Where an entry goes before collisions: ``dir=`` then ``out=`` or the URL's name."""
-    o = entry.options
-    folder = tuple(o.dir.split("/")) if o.dir else ()
-    if o.out:
-        return (*folder, *o.out.split("/"))
-    return (*folder, name_from_url(entry.url))
-
-
-def bad_line_result(item: BadLine) -> Result:
-    return Result(
-        url=item.text, source=item.source, status=Status.FAILED, error=item.reason, bad_line=True
-    )
-
-
-def _reraise(done: Iterable[Future[Result]]) -> None:
-    """A lane's unexpected exception (a bug, not a failed download) stops the run loudly."""
-    for future in done:
-        if not future.cancelled():
-            future.result()
-
-
-class Turns:
-    """Downloads named by the server claim their names in list order (locked).
-
-    Each gets a turn when planned; a turn is done when its name is claimed or its
-    download ends without one, and a name may be claimed only on its turn.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next = 0
-        self._head = 0
-        self._done: set[int] = set()
-
-    def take(self) -> int:
-        with self._lock:
-            self._next += 1
-            return self._next - 1
-
-    def is_mine(self, turn: int) -> bool:
-        return turn == self._head
-
-    def done(self, turn: int) -> None:
-        with self._lock:
-            self._done.add(turn)
-            while self._head in self._done:
-                self._done.remove(self._head)
-                self._head += 1
-
-
-class Planner:
-    """Decides names, in list order, in the thread that reads the list."""
-
-    def __init__(self, options: Options, tally: Tally, manifest: Manifest | None = None) -> None:
-        self.options = options
-        self.tally = tally
-        self.turns = Turns()
-        self.manifest = manifest
-
-    def _taken_on_disk(self, rel: RelPath) -> bool:
-        return os.path.lexists(self.options.dest.joinpath(*rel))
-
-    def claim(self, rel: RelPath) -> RelPath:
-        taken = self._taken_on_disk if self.options.on_exist is OnExist.RENAME else None
-        return self.tally.claim(rel, taken)
-
-    def plan(self, entry: Entry) -> Job | BadLine:
-        """The entry's job, named in list order; a bad line if the manifest contradicts it."""
-        rel = base_path(entry)
-        if self.options.content_disposition and not entry.options.out:
-            return Job(entry=entry, rel=None, fallback=rel, turn=self.turns.take())
-        claimed = self.claim(rel)
-        if self.manifest is not None and (found := self.manifest.lookup("/".join(claimed))):
-            checksum, where = found
-            listed = entry.options.checksum
-            if listed is not None and listed != checksum:
-                reason = f"its checksum {listed} disagrees with {where} ({checksum})"
-                return BadLine(entry.source, reason, entry.url)
-            if listed is None:
-                options = dataclasses.replace(entry.options, checksum=checksum)
-                entry = dataclasses.replace(entry, options=options)
-        return Job(entry=entry, rel=claimed, fallback=rel)
-
-    def mine(self, items: Iterable[Item]) -> Iterator[Item]:
-        """The items of this run's part of the list (``--shard``), in list order.
-
-        The names of the other parts' entries are claimed all the same, so every
-        part gives each entry the name the whole list would.
-        """
-        shard = self.options.shard
-        if shard is None:
-            yield from items
-            return
-        for ordinal, item in enumerate(items):
-            if shard.owns(ordinal):
-                yield item
-            elif isinstance(item, Entry):
-                self.plan(item)
-
-    def planned(self, entry: Entry, reporter: Reporter) -> None:
-        """``--dry-run``: say where ``entry`` would go (the URL's name stands in)."""
-        job = self.plan(entry)
-        if isinstance(job, BadLine):
-            result = bad_line_result(job)
-            reporter.result(result, self.tally.record(result))
-            return
-        rel = job.rel or self.claim(job.fallback)
-        if job.turn is not None:
-            self.turns.done(job.turn)
-        reporter.planned(entry.url, entry.source, display(rel, str(self.options.dest)))
 
 
 class Engine:
@@ -222,40 +108,14 @@ class Engine:
     # -- the run -------------------------------------------------------------------
 
     def run(self, items: Iterable[Item]) -> bool:
-        """Run every item; returns True if the run was interrupted."""
-        pending: set[Future[Result]] = set()
-        limit = self.options.jobs * IN_FLIGHT_PER_JOB
-        try:
-            count = submitted = 0
-            for item in self.planner.mine(items):
-                if self.cancel.is_set():
-                    break
-                count += 1
-                self.reporter.list_progress(count)  # ux13 hook: "N known so far" on a pipe
-                if isinstance(item, BadLine):
-                    result = bad_line_result(item)
-                    self.reporter.result(result, self.tally.record(result))
-                    continue
-                if self.options.dry_run:
-                    self.planner.planned(item, self.reporter)
-                    continue
-                job = self.planner.plan(item)
-                if isinstance(job, BadLine):
-                    result = bad_line_result(job)
-                    self.reporter.result(result, self.tally.record(result))
-                    continue
-                while len(pending) >= limit:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    _reraise(done)
-                pending.add(self.submit(dataclasses.replace(job, ordinal=submitted)))
-                submitted += 1
-            else:
-                self.reporter.list_read(count)
-            _reraise(wait(pending).done)
-            return self.cancel.is_set()
-        except KeyboardInterrupt:
-            self.cancel.cancel()
-            wait(pending, timeout=CANCEL_GRACE)
-            return True
-        finally:
-            self.close()
+        """Run every item (the one run loop, :func:`~downloader.drive.drive`); True if the
+        run was interrupted."""
+        return drive(
+            items,
+            options=self.options,
+            planner=self.planner,
+            backend=self,
+            tally=self.tally,
+            reporter=self.reporter,
+            cancel=self.cancel,
+        )
