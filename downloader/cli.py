@@ -325,7 +325,7 @@ def fetch(
         progress=bars,
         verbose=verbose,
     )
-    count_in_background(sources, reporter.list_counted, shard=options["shard"])  # ux13 hook
+    count_in_background(sources, reporter.list_counted, shard=options["shard"])
     if options["scheduler"] is not None or options["processes"] is not None:
         mute_dask_logs()
     report: Report | None = None
@@ -435,7 +435,7 @@ def _tune_plan(
         raise click.UsageError("the list has no URL to measure")
     n = len(picked.entries)
     run, skipped = allowed_levels(levels, sample=n, hosts=picked.hosts, per_host=per_host)
-    say(plan_line(n, picked.listed, run))  # ux13 hook: with how long it takes at most
+    say(plan_line(n, picked.listed, run))  # with how long it takes at most
     say("pdl tune: all into a temporary folder that is removed")
     if picked.bad_lines:
         say(f"pdl tune: {picked.bad_lines} bad line(s) of the list left out")

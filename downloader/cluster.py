@@ -3,7 +3,7 @@
 This module is the reading process's side; :mod:`downloader.worker` is what the
 workers run.
 
-The process that reads the list decides every name, in list order (SPEC 3), and
+The process that reads the list decides every name, in list order (docs/files.md), and
 sends the jobs to the cluster in chunks, with a bounded number of chunks in
 flight, so the list still streams. Each worker process keeps one
 :class:`~downloader.engine.Engine` for the run (``-j`` threads, one HTTP client

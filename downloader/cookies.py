@@ -4,7 +4,7 @@ The file is read only: pdl never learns ``Set-Cookie`` and never writes the file
 back. libcurl's own cookie engine (``CURLOPT_COOKIEFILE``) is not used because it
 learns cookies from responses and would send the jar's cookies for a host that a
 cross-origin redirect leads to; pdl sends no cookie at all after such a redirect
-(SPEC 4), so the ``Cookie`` header is built here, per request, and the transport
+(docs/reliability.md), so the ``Cookie`` header is built here, per request, and the transport
 adds it only while the request is still on the entry's own origin.
 
 A line is ``DOMAIN  FLAG  PATH  SECURE  EXPIRES  NAME  VALUE`` (TABs): ``FLAG``

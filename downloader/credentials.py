@@ -5,7 +5,7 @@ reads it once and a cluster's workers get the value, not the path. A machine
 entry is for that host name only (case aside: no port, no subdomain, no
 wildcard); ``default`` is for every other host. The transport sends a credential
 as Basic auth only when the URL has none of its own, no ``Authorization`` header
-was given, and the request is still on the entry's own origin (SPEC 4).
+was given, and the request is still on the entry's own origin (docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ JSON_KEYS = frozenset(
     {"url", "source", "path", "status", "bytes", "elapsed", "attempts", "http_status"}
     | {"resumed_from", "error", "http_version", "mirror"}
 )
-"""SPEC 5: the keys of every ``--json`` object."""
+"""docs/output.md: the keys of every ``--json`` object."""
 
 
 @pytest.fixture

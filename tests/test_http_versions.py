@@ -1,4 +1,5 @@
-"""SPEC 1 ``--http`` and SPEC 5 ``"http_version"``, through the command line, against real servers.
+"""``--http`` (docs/options.md) and ``"http_version"`` (docs/output.md), through the command
+line, against real servers.
 
 nginx (``nginx_tls``) offers HTTP/2 over TLS on one port, HTTP/1.1 over TLS on another
 and cleartext HTTP/1.1 on a third; caddy (``caddy_h3``) adds HTTP/3 over QUIC. Every

@@ -1,5 +1,6 @@
-"""Mirrors (``mirror=URL``, aria2's TAB-separated URLs) and per-entry ``header=`` (SPEC 2, 4),
-against real fault servers: bytes on disk and the requests each server saw."""
+"""Mirrors (``mirror=URL``, aria2's TAB-separated URLs) and per-entry ``header=``
+(docs/list-format.md, docs/reliability.md), against real fault servers: bytes on disk and
+the requests each server saw."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from downloader.naming import (
     split_ext,
 )
 
-LIMIT = 250  # SPEC 3: "the name is cut to 250 bytes keeping its extension"
+LIMIT = 250  # docs/files.md: "the name is cut to 250 bytes keeping its extension"
 
 # Pure properties: no example database on disk (tests write only under tmp_path), no deadline.
 prop = settings(database=None, deadline=None, max_examples=300)

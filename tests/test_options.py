@@ -25,7 +25,7 @@ MIB = 1024**2
 GIB = 1024**3
 
 # --------------------------------------------------------------------------------------------
-# parse_size / parse_rate: K, M, G are powers of 1024 (SPEC: "--split-min-size 32M", "K=1024")
+# parse_size / parse_rate: K, M, G are powers of 1024 (docs/options.md: K=1024)
 # --------------------------------------------------------------------------------------------
 
 
@@ -311,7 +311,7 @@ def test_options_header_tuples_are_validated_like_parse_header(header: tuple[str
 
 
 def test_size_units_say_they_are_powers_of_1024() -> None:
-    """``2MB`` is taken deliberately as 2 MiB (SPEC: K=1024); a bad size says so."""
+    """``2MB`` is taken deliberately as 2 MiB (docs/options.md: K=1024); a bad size says so."""
     assert parse_size("2MB") == parse_size("2MiB") == parse_size("2M") == 2 * MIB
     with pytest.raises(UsageError, match="powers of 1024"):
         parse_rate("2 megabytes")

@@ -18,8 +18,8 @@ from downloader.errors import (
 )
 from downloader.retry import RetryPolicy, RetryState, parse_retry_after
 
-BACKOFF_CAP = 60.0  # SPEC 1: --retry-wait "capped at 60 s"
-RETRY_AFTER_CAP = 300.0  # SPEC 4: Retry-After "capped at 300 s"
+BACKOFF_CAP = 60.0  # docs/options.md: --retry-wait "capped at 60 s"
+RETRY_AFTER_CAP = 300.0  # docs/reliability.md: Retry-After "capped at 300 s"
 
 
 def jitter_low() -> float:
@@ -103,7 +103,7 @@ def test_fresh_state_is_not_exhausted() -> None:
 
 @pytest.mark.parametrize("retries", [0, 1, 2, 5])
 def test_exhausted_after_the_first_attempt_plus_retries(retries: int) -> None:
-    """SPEC: --retries N is the number of retries *after* the first attempt."""
+    """docs/options.md: --retries N is the number of retries *after* the first attempt."""
     state = RetryState(policy=RetryPolicy(retries=retries))
     attempts = 0
     while True:
@@ -178,7 +178,7 @@ def test_delay_without_retry_after_uses_backoff() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Which HTTP statuses are retried (SPEC 4)
+# Which HTTP statuses are retried (docs/reliability.md)
 # --------------------------------------------------------------------------------------------
 
 
