@@ -16,10 +16,12 @@ with a thread per download cost about 1.5 ms of CPU per file.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import certifi
 import pycurl
@@ -222,6 +224,15 @@ class Call:
             return None
         if self.error is not None:
             return self.error
+        if code == pycurl.E_COULDNT_CONNECT:  # libcurl's text hides why: say it as the OS did
+            try:
+                err = int(self.handle.getinfo(pycurl.OS_ERRNO))
+            except pycurl.error:
+                err = 0
+            if err:
+                where = urlsplit(self.target).netloc.rpartition("@")[2]
+                reason = os.strerror(err).lower()
+                return ConnectionFailed(f"{reason} ({where})", unreachable=True)
         return error_for(code, message)
 
     # -- libcurl's callbacks (inside perform) --------------------------------------

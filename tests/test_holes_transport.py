@@ -130,3 +130,19 @@ def test_19_an_interrupt_during_a_stalled_header_read_leaves_no_empty_part(
     assert not thread.is_alive()
     assert outcome["r"].results[0].status is Status.INTERRUPTED  # type: ignore[attr-defined]
     assert list(dest.iterdir()) == []  # no 0-byte .part, no record
+
+
+def test_a_closed_port_is_refused_by_name_and_given_up_fast(dest: Path) -> None:
+    """Issue 13: a host that refuses every connection fails its entries at once, saying so."""
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    urls = [f"http://127.0.0.1:{port}/f{i}.bin" for i in range(8)]
+    report = fetch(urls, dest=dest, jobs=2, retries=5, retry_wait=0)
+    assert [r.status for r in report.results] == [Status.FAILED] * 8
+    assert all("connection refused" in (r.error or "") for r in report.results)
+    assert sum(r.attempts for r in report.results) < 8 * 3  # not 6 attempts each
+    assert "gave up on" in (report.results[-1].error or "")
+    assert list(dest.iterdir()) == []
