@@ -120,6 +120,8 @@ class Lanes:
         self.tally = tally
         self.cancel = cancel
         self.slots = _Slots()
+        self.broken: BaseException | None = None
+        """The bug a lane died of, if one did."""
         self.queue: deque[tuple[Job, Future[Result]]] = deque()
         """Submitted downloads no lane has taken yet (deque: safe across threads)."""
         jobs = context.options.jobs
@@ -136,7 +138,14 @@ class Lanes:
         more than ``jobs`` downloads going.
         """
         future: Future[Result] = Future()
+        if self.broken is not None:  # a lane died of a bug: the run is going down, loudly
+            future.set_running_or_notify_cancel()
+            future.set_exception(self.broken)
+            return future
         self.queue.append((job, future))
+        if self.broken is not None:  # it died between the look above and the append
+            fail_all([f for _, f in _drain(self.queue)], self.broken)
+            return future
         for lane in self._lanes:
             if lane.running < lane.capacity:
                 lane.wake()
@@ -176,6 +185,7 @@ class _Lane:
         self._in_perform = False
         self._deferred: list[Call] = []  # calls to add once perform returns (not from callbacks)
         self._orphans: set[Call] = set()  # calls whose body nobody wants any more
+        self._futures: set[Future[Result]] = set()  # of the downloads this lane carries
 
     # -- from other threads ------------------------------------------------------------
 
@@ -193,6 +203,9 @@ class _Lane:
         self._multi = Multi()
         try:
             self._loop(self._multi)
+        except BaseException as exc:  # a bug of the lane itself: loud, never a silent hang
+            self._broken(exc)
+            raise
         finally:
             for call in self._calls:
                 call.close()
@@ -255,6 +268,12 @@ class _Lane:
             with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_r, 4096)
 
+    def _broken(self, exc: BaseException) -> None:
+        """Fail this lane's downloads, and those no lane has taken, with ``exc``: whoever
+        waits on them raises it instead of waiting for ever."""
+        self.lanes.broken = exc
+        fail_all([*self._futures, *(f for _, f in _drain(self._inbox))], exc)
+
     def _take_inbox(self) -> None:
         while self.running < self.capacity or self.lanes.cancel.is_set():
             try:
@@ -285,6 +304,7 @@ class _Lane:
         )
         task = _Task(download(job, ctx))
         task.slot, task.future, task.job = slot, future, job
+        self._futures.add(future)
         self._tasks += 1
         self.running += 1
         self._advance(task, None)
@@ -445,6 +465,7 @@ class _Lane:
         self._tasks -= 1
         self.running -= 1
         assert task.future is not None
+        self._futures.discard(task.future)
         task.future.set_result(value)
 
     def _crash(self, task: _Task, exc: BaseException) -> None:
@@ -512,3 +533,19 @@ class _Lane:
             self._ended(multi, call, -1, "")
         self._timers = [(0.0, seq, action) for _, seq, action in self._timers]
         heapq.heapify(self._timers)
+
+
+def _drain(queue: deque[tuple[Job, Future[Result]]]) -> list[tuple[Job, Future[Result]]]:
+    taken = []
+    while True:
+        try:
+            taken.append(queue.popleft())
+        except IndexError:
+            return taken
+
+
+def fail_all(futures: list[Future[Result]], exc: BaseException) -> None:
+    """End every future not yet done with ``exc``."""
+    for future in futures:
+        if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
+            future.set_exception(exc)

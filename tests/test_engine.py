@@ -188,3 +188,29 @@ def test_ca_bundle_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert ClientConfig.ca_setting(insecure=False, ca_bundle=None) == "/env/curl.pem"
     monkeypatch.delenv("CURL_CA_BUNDLE")
     assert ClientConfig.ca_setting(insecure=False, ca_bundle=None) is True
+
+
+def test_a_bug_in_a_lane_fails_the_run_loudly_instead_of_hanging(
+    server: FaultServer, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import downloader.lanes as lanes
+
+    def broken(self: object, now: float) -> None:
+        raise RuntimeError("a bug in the lane")
+
+    monkeypatch.setattr(lanes._Lane, "_fire_timers", broken)
+    for i in range(20):
+        server.add(f"/f{i}", b"x")
+    outcome: dict[str, BaseException] = {}
+
+    def go() -> None:
+        try:
+            fetch([server.url(f"/f{i}") for i in range(20)], dest=dest, jobs=2)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the run hung"
+    assert isinstance(outcome.get("error"), RuntimeError)
