@@ -58,9 +58,12 @@ _TLS_ERRORS = frozenset({35, 53, 54, 58, 59, 64, 66, 77, 80, 82, 83, 90, 91, 98}
 _CONNECT_ERRORS = frozenset({5, 6, 7})
 
 
-def error_for(code: int, message: str) -> TransferError:
-    """libcurl's result ``code`` (with its message) as pdl's typed error."""
+def error_for(code: int, message: str, *, os_errno: int = 0, where: str = "") -> TransferError:
+    """libcurl's result ``code`` (with its message, and the OS error behind it) as pdl's
+    typed error."""
     text = message.strip() or f"libcurl error {code}"
+    if code == pycurl.E_COULDNT_CONNECT and os_errno:  # libcurl's text hides why: the OS's
+        return ConnectionFailed(f"{os.strerror(os_errno).lower()} ({where})", unreachable=True)
     if code == pycurl.E_PEER_FAILED_VERIFICATION:
         return TransferError(f"TLS error: certificate verify failed ({text})", retryable=False)
     if code in _TLS_ERRORS:
@@ -224,16 +227,12 @@ class Call:
             return None
         if self.error is not None:
             return self.error
-        if code == pycurl.E_COULDNT_CONNECT:  # libcurl's text hides why: say it as the OS did
-            try:
-                err = int(self.handle.getinfo(pycurl.OS_ERRNO))
-            except pycurl.error:
-                err = 0
-            if err:
-                where = urlsplit(self.target).netloc.rpartition("@")[2]
-                reason = os.strerror(err).lower()
-                return ConnectionFailed(f"{reason} ({where})", unreachable=True)
-        return error_for(code, message)
+        try:
+            os_errno = int(self.handle.getinfo(pycurl.OS_ERRNO))
+        except pycurl.error:
+            os_errno = 0
+        where = urlsplit(self.target).netloc.rpartition("@")[2]
+        return error_for(code, message, os_errno=os_errno, where=where)
 
     # -- libcurl's callbacks (inside perform) --------------------------------------
 
