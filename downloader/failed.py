@@ -17,16 +17,13 @@ leaves the old FILE as it was and the failures so far in the temporary file.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import threading
 from pathlib import Path
-from typing import TextIO
 
-from .errors import UsageError
 from .progress import NullReporter
 from .results import Counts, Report, Result, Status
+from .storage import create_beside
 
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _HEADER = "# pdl: failed entries; re-run them with: pdl fetch THIS-FILE\n"
@@ -50,29 +47,12 @@ def entry_lines(result: Result) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _create_private(path: Path) -> tuple[TextIO, Path]:
-    """A new file with mode 0600 beside ``path``, to replace it at the end of the run."""
-    if path.is_dir() and not path.is_symlink():
-        raise UsageError(f"cannot create the --failed file {str(path)!r}: it is a folder")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()  # left by a killed run of the same pid
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(tmp, flags, 0o600)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise UsageError(f"cannot create the --failed file {str(path)!r}: {reason}") from None
-    stream = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="\n")
-    return stream, tmp
-
-
 class FailedWriter(NullReporter):
     """A Reporter that writes each failed entry to a URL list, as it fails."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._stream, self._tmp = _create_private(self.path)
+        self._stream, self._tmp = create_beside(self.path, "--failed", 0o600)
         self._lock = threading.Lock()
         self._write(_HEADER)
 

@@ -31,7 +31,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from .errors import LocalFileError, PartBusy, UsageError
 from .naming import PART_SUFFIX, RECORD_SUFFIX, TMP_SUFFIX, RelPath
@@ -446,3 +446,21 @@ def open_folder(dest: Path, parts: RelPath, display: str) -> Iterator[Folder]:
         yield folder
     finally:
         folder.close()
+
+
+def create_beside(path: Path, option: str, mode: int) -> tuple[TextIO, Path]:
+    """A new file (``mode``) beside ``path``, that replaces it at the end of the run; what
+    cannot be created is a usage error naming ``option``."""
+    if path.is_dir() and not path.is_symlink():
+        raise UsageError(f"cannot create the {option} file {str(path)!r}: it is a folder")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # left by a killed run of the same pid
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, mode)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"cannot create the {option} file {str(path)!r}: {reason}") from None
+    stream = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="\n")
+    return stream, tmp

@@ -10,17 +10,15 @@ most that many lines ever wait. The lines go to a new private file beside FILE
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import threading
 from pathlib import Path
-from typing import TextIO
 
 from .digests import Manifest, parse_manifest, sum_line
 from .errors import UsageError
 from .progress import NullReporter
 from .results import Counts, Report, Result, Status
+from .storage import create_beside
 
 
 def load_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
@@ -47,7 +45,7 @@ class SumsWriter(NullReporter):
     def __init__(self, path: str | Path, dest: str) -> None:
         self.path = Path(path)
         self._prefix = "" if dest in ("", ".") else dest.rstrip("/") + "/"
-        self._stream, self._tmp = _create(self.path)
+        self._stream, self._tmp = create_beside(self.path, "--write-sums", 0o644)
         self._lock = threading.Lock()
         self._waiting: dict[int, str | None] = {}
         self._next = 0
@@ -86,19 +84,3 @@ class SumsWriter(NullReporter):
                 self._tmp.replace(self.path)
             else:
                 self._tmp.unlink(missing_ok=True)
-
-
-def _create(path: Path) -> tuple[TextIO, Path]:
-    if path.is_dir() and not path.is_symlink():
-        raise UsageError(f"cannot create the --write-sums file {str(path)!r}: it is a folder")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(tmp, flags, 0o644)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise UsageError(f"cannot create the --write-sums file {str(path)!r}: {reason}") from None
-    stream = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="\n")
-    return stream, tmp
